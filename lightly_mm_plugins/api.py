@@ -1,0 +1,506 @@
+"""The small public types every plugin builds on.
+
+This module is the data contract between the host pipeline and plugins:
+
+* :class:`Sample` is one multimodal instance as a data set yields it and as a
+  *view* transforms it: for every modality a list of observations ("folds").
+* :class:`EncodedBatch` is what an *objective* receives: per modality a tensor of
+  shape ``(N, V, D)`` (N instances, V observations each, D features) with a
+  validity mask, the instance ids, optional labels, optional momentum-encoder
+  embeddings, optional local (patch / token) features and optional pseudo labels
+  from the stage scheduler.
+* :class:`Objective` is a ``torch.nn.Module`` that owns its heads and returns an
+  :class:`ObjectiveOutput`. It *declares* what it needs through
+  :class:`Requirements`; the pipeline never special-cases a method by name.
+* :class:`StageScheduler` says how many stages training has and what carries
+  from one stage into the next (MCL's pseudo labels, for instance).
+
+Only ``torch`` is imported here; ``import lightly_mm_plugins`` does not import
+this module until it is used.
+
+Example:
+    >>> import torch
+    >>> from lightly_mm_plugins.api import EncodedBatch
+    >>> batch = EncodedBatch.from_tensors(
+    ...     {"image": torch.randn(4, 1, 8), "text": torch.randn(4, 1, 8)}
+    ... )
+    >>> batch.batch_size, batch.num_views("image")
+    (4, 1)
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "DistributedKind",
+    "EncodedBatch",
+    "ModalityKind",
+    "Objective",
+    "ObjectiveOutput",
+    "Requirements",
+    "Sample",
+    "SingleStageScheduler",
+    "StageContext",
+    "StagePlan",
+    "StageScheduler",
+    "View",
+]
+
+#: Modality kinds the host knows how to encode (``image``, ``text``, ``vector``).
+ModalityKind = str
+MODALITY_KINDS: tuple[str, ...] = ("image", "text", "vector")
+
+
+class DistributedKind(str, enum.Enum):
+    """How an objective behaves across ranks (names follow Lightly's 2.0 draft).
+
+    * ``RANK_LOCAL``: the per-rank value is valid; DDP gradient averaging is right.
+    * ``GATHER_FOR_NEGATIVES``: embeddings of all ranks are gathered (with
+      gradient, :func:`lightly.utils.dist.gather`) to serve as negatives.
+    * ``GLOBAL_STATISTIC``: the value depends on statistics of the global batch.
+    """
+
+    RANK_LOCAL = "rank_local"
+    GATHER_FOR_NEGATIVES = "gather_for_negatives"
+    GLOBAL_STATISTIC = "global_statistic"
+
+
+@dataclass
+class Sample:
+    """One multimodal instance.
+
+    Attributes:
+        instance_id: Index of the instance in its data set; unique across the
+            whole data set, so it stays unique across DDP ranks.
+        observations: Modality name to a list of observations of that instance
+            (several captions of one image are several observations). Raw data
+            holds PIL images, strings or 1-d tensors; after a view, images and
+            vectors are tensors.
+        label: Optional class label, used for evaluation and supervised variants.
+        extras: Free-form per-instance data (e.g. several labels for synthetic
+            data: ``{"labels": {"shared": 1, "unique1": 0}}``).
+    """
+
+    instance_id: int
+    observations: dict[str, list[Any]]
+    label: int | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class View:
+    """Turns one :class:`Sample` into the views an objective needs.
+
+    A view is a callable ``Sample -> Sample`` (the returned sample's
+    observations are model-ready: image tensors ``(C, H, W)``, strings, vector
+    tensors ``(D,)``). It is built by the host with keyword arguments
+    ``modalities`` (modality name -> kind) and ``image_size``, plus whatever the
+    user passes. ``views_per_modality`` says how many observations per modality
+    it emits (``None`` for "as many as the instance has", i.e. multifold).
+
+    A subclass implements :meth:`__call__`; building on
+    ``torchvision.transforms.v2`` and ``lightly.transforms`` is encouraged.
+    """
+
+    #: modality name -> number of observations emitted, or None for "all folds".
+    views_per_modality: Mapping[str, int | None] = {}
+
+    def __call__(self, sample: Sample) -> Sample:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def eval_view(self, sample: Sample) -> Sample:
+        """The deterministic transform used to embed data for evaluation.
+
+        Defaults to the training view; image views should override this with a
+        resize + normalise transform without augmentation.
+        """
+        return self(sample)
+
+
+@dataclass
+class EncodedBatch:
+    """What the pipeline hands an objective after encoding a collated batch.
+
+    Shapes (N instances in this rank's batch, V observations per instance,
+    D embedding size, L local features):
+
+    * ``embeddings[m]``: ``(N, V, D)`` global embeddings of modality ``m``.
+    * ``masks[m]``: ``(N, V)`` bool, False where an instance has fewer than V
+      observations (padding). Padded rows of ``embeddings`` are zeros.
+    * ``instance_ids``: ``(N,)`` long, unique across the data set (and so across
+      ranks).
+    * ``labels``: ``(N,)`` long or None.
+    * ``momentum[m]``: ``(N, V, D)`` embeddings of the momentum (EMA) encoder,
+      without gradient; present when the objective asks for ``momentum``.
+    * ``local[m]``: ``(N, V, L, D)`` local features (patch cells / tokens),
+      ``local_masks[m]``: ``(N, V, L)`` bool; present when asked for
+      ``local_features``. ``momentum_local`` likewise from the momentum encoder.
+    * ``pseudo_labels``: ``(N,)`` long or None, set by a stage scheduler (MCL):
+      an objective that supports it contrasts an anchor only against negatives
+      with the same pseudo label (see :func:`lightly_mm_plugins.losses.same_group_mask`).
+    """
+
+    embeddings: dict[str, Tensor]
+    masks: dict[str, Tensor]
+    instance_ids: Tensor
+    labels: Tensor | None = None
+    momentum: dict[str, Tensor] | None = None
+    local: dict[str, Tensor] | None = None
+    local_masks: dict[str, Tensor] | None = None
+    momentum_local: dict[str, Tensor] | None = None
+    pseudo_labels: Tensor | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_tensors(
+        cls,
+        embeddings: Mapping[str, Tensor],
+        *,
+        instance_ids: Tensor | None = None,
+        labels: Tensor | None = None,
+        **kwargs: Any,
+    ) -> EncodedBatch:
+        """Build a batch with all-valid masks from ``(N, V, D)`` (or ``(N, D)``) tensors."""
+        embs: dict[str, Tensor] = {}
+        for name, emb in embeddings.items():
+            if emb.dim() == 2:
+                emb = emb.unsqueeze(1)
+            if emb.dim() != 3:
+                raise ValueError(
+                    f"embeddings[{name!r}] must have shape (N, V, D) or (N, D), "
+                    f"got {tuple(emb.shape)}"
+                )
+            embs[name] = emb
+        if not embs:
+            raise ValueError("EncodedBatch needs at least one modality")
+        n = next(iter(embs.values())).shape[0]
+        device = next(iter(embs.values())).device
+        masks = {
+            name: torch.ones(e.shape[:2], dtype=torch.bool, device=e.device)
+            for name, e in embs.items()
+        }
+        if instance_ids is None:
+            instance_ids = torch.arange(n, device=device)
+        return cls(
+            embeddings=embs,
+            masks=masks,
+            instance_ids=instance_ids,
+            labels=labels,
+            **kwargs,
+        )
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.instance_ids.shape[0])
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(self.embeddings)
+
+    def num_views(self, modality: str) -> int:
+        return int(self.embeddings[modality].shape[1])
+
+    def view(self, modality: str, index: int = 0) -> Tensor:
+        """Embeddings ``(N, D)`` of observation ``index`` of ``modality``."""
+        return self.embeddings[modality][:, index]
+
+    def replace(self, **changes: Any) -> EncodedBatch:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Requirements:
+    """What an objective needs from the pipeline; declared, never inferred by name.
+
+    Attributes:
+        modalities: How many modalities the objective contrasts (usually 2).
+        min_views: Observations per modality the objective needs in
+            ``EncodedBatch.embeddings`` (2 for intra-modal terms on two views).
+        multifold: Uses every observation of an instance (``masks`` and
+            ``instance_ids`` matter), e.g. MXM-CLR.
+        momentum: Needs momentum (EMA) encoder embeddings in ``batch.momentum``.
+        momentum_decay: EMA decay for the momentum encoders (``0.995`` = TCL).
+        local_features: Needs local features in ``batch.local``.
+        labels: Needs ``batch.labels`` (supervised variants).
+        pseudo_labels: Honours ``batch.pseudo_labels`` (restricts negatives);
+            required for use under MCL's stage scheduler.
+        distributed: Cross-rank behaviour (:class:`DistributedKind`).
+    """
+
+    modalities: int = 2
+    min_views: int = 1
+    multifold: bool = False
+    momentum: bool = False
+    momentum_decay: float = 0.995
+    local_features: bool = False
+    labels: bool = False
+    pseudo_labels: bool = False
+    distributed: DistributedKind = DistributedKind.GATHER_FOR_NEGATIVES
+
+
+@dataclass
+class ObjectiveOutput:
+    """Loss to minimise plus named scalars to log (detached by the pipeline)."""
+
+    loss: Tensor
+    logs: dict[str, Tensor] = field(default_factory=dict)
+
+
+class Objective(nn.Module):
+    """Base class of a registered objective: a loss together with its heads.
+
+    The host builds it as ``factory(embedding_dims=..., modalities=..., **user_kwargs)``
+    where ``embedding_dims`` maps each modality name to its encoder's output
+    size and ``modalities`` lists the modality names to contrast (in order).
+    Subclasses keep paper defaults as keyword arguments and set
+    :attr:`requirements`.
+
+    Auxiliary optimisation (e.g. FactorCL's CLUB critics): an objective whose
+    :meth:`auxiliary_parameters` is non-empty gets a second optimizer (Adam,
+    ``auxiliary_lr``); after each main step the pipeline runs
+    ``auxiliary_steps`` times ``auxiliary_loss(batch.detach())`` and steps only
+    those parameters. The main optimizer never sees them.
+    """
+
+    requirements: Requirements = Requirements()
+    auxiliary_steps: int = 0
+    auxiliary_lr: float = 1e-4
+
+    def __init__(
+        self,
+        embedding_dims: Mapping[str, int],
+        modalities: Sequence[str] = ("image", "text"),
+    ) -> None:
+        super().__init__()
+        modalities = tuple(modalities)
+        missing = [m for m in modalities if m not in embedding_dims]
+        if missing:
+            raise ValueError(
+                f"{type(self).__name__}: no embedding size for modalities {missing}; "
+                f"embedding_dims has {sorted(embedding_dims)}. Pass modalities=... "
+                "naming modalities of your data."
+            )
+        if len(modalities) < self.requirements.modalities:
+            raise ValueError(
+                f"{type(self).__name__} contrasts {self.requirements.modalities} "
+                f"modalities, got modalities={modalities}"
+            )
+        self.embedding_dims = dict(embedding_dims)
+        self.modalities = modalities
+
+    def forward(self, batch: EncodedBatch) -> ObjectiveOutput:  # pragma: no cover
+        raise NotImplementedError
+
+    def representation(self, modality: str, embedding: Tensor) -> Tensor:
+        """Downstream features of ``modality`` from encoder embeddings ``(N, D)``.
+
+        Defaults to the encoder embedding itself (as Lightly evaluates
+        backbones); FactorCL overrides it with shared + unique features.
+        """
+        return embedding
+
+    def auxiliary_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained only by :meth:`auxiliary_loss` (empty by default)."""
+        return []
+
+    def auxiliary_loss(self, batch: EncodedBatch) -> Tensor:  # pragma: no cover
+        """Loss of the auxiliary step; inputs are detached from the encoders."""
+        raise NotImplementedError(
+            f"{type(self).__name__} declares auxiliary parameters but no auxiliary_loss"
+        )
+
+    def validate_batch(self, batch: EncodedBatch) -> None:
+        """Raise a ``ValueError`` naming the problem when ``batch`` cannot be used."""
+        validate_batch(self, batch)
+
+
+def validate_batch(objective: Objective, batch: EncodedBatch) -> None:
+    """Check a batch against an objective's declared modalities and requirements."""
+    name = type(objective).__name__
+    req = objective.requirements
+    n = batch.batch_size
+    if n < 2:
+        raise ValueError(
+            f"{name}: a contrastive batch needs at least 2 instances, got {n}. "
+            "Use a larger batch size (and drop_last=True)."
+        )
+    for m in objective.modalities:
+        if m not in batch.embeddings:
+            raise ValueError(
+                f"{name}: modality {m!r} missing from the batch (has "
+                f"{sorted(batch.embeddings)}). Check the view and the data set."
+            )
+        emb = batch.embeddings[m]
+        if emb.dim() != 3 or emb.shape[0] != n:
+            raise ValueError(
+                f"{name}: embeddings[{m!r}] must have shape (N={n}, V, D), got "
+                f"{tuple(emb.shape)}"
+            )
+        expected = objective.embedding_dims.get(m)
+        if expected is not None and emb.shape[-1] != expected:
+            raise ValueError(
+                f"{name}: embeddings[{m!r}] have {emb.shape[-1]} features but the "
+                f"objective was built for {expected}"
+            )
+        if emb.shape[1] < req.min_views:
+            raise ValueError(
+                f"{name}: needs {req.min_views} views of {m!r}, got {emb.shape[1]}. "
+                "Use a view that produces them."
+            )
+        if not torch.isfinite(emb).all():
+            raise ValueError(
+                f"{name}: embeddings[{m!r}] contain NaN or Inf; check the encoder "
+                "(learning rate, mixed precision) and the input data."
+            )
+    if req.momentum and not batch.momentum:
+        raise ValueError(f"{name}: needs momentum embeddings (batch.momentum is empty)")
+    if req.local_features and not batch.local:
+        raise ValueError(f"{name}: needs local features (batch.local is empty)")
+    if req.labels and batch.labels is None:
+        raise ValueError(f"{name}: needs labels; use a labelled data set")
+    if batch.instance_ids.shape != (n,):
+        raise ValueError(
+            f"{name}: instance_ids must have shape ({n},), got "
+            f"{tuple(batch.instance_ids.shape)}"
+        )
+
+
+# --------------------------------------------------------------------------
+# Stage schedulers
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """What one stage trains.
+
+    Attributes:
+        epochs: Epochs in this stage.
+        reinit_from_stage0: Start the stage from the weights at the start of
+            stage 0 (True) or continue from the previous stage (False).
+        freeze: Modality names whose encoders are frozen in this stage.
+    """
+
+    epochs: int
+    reinit_from_stage0: bool = False
+    freeze: tuple[str, ...] = ()
+
+
+@dataclass
+class StageContext:
+    """What the pipeline offers a scheduler at a stage boundary.
+
+    Attributes:
+        stage: Index of the stage that just ended.
+        embed_training_set: Callable returning ``(features, instance_ids)`` for
+            the whole training set with the current model (eval view, batched,
+            on the training device, with a progress bar): features ``(M, D)``.
+        device: The training device.
+    """
+
+    stage: int
+    embed_training_set: Callable[[], tuple[Tensor, Tensor]]
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+
+class StageScheduler:
+    """How many stages training has and what carries over between them.
+
+    The default (:class:`SingleStageScheduler`) has one stage. A scheduler is
+    built as ``factory(epochs=<user epochs>, **user_kwargs)``. Its state (e.g.
+    cluster labels) is saved in checkpoints through :meth:`state_dict`.
+    """
+
+    def num_stages(self) -> int:
+        raise NotImplementedError
+
+    def plan(self, stage: int) -> StagePlan:
+        raise NotImplementedError
+
+    def on_stage_end(self, context: StageContext) -> None:
+        """Called after stage ``context.stage`` finished (not after the last)."""
+
+    def pseudo_labels(self, stage: int, instance_ids: Tensor) -> Tensor | None:
+        """Pseudo labels ``(N,)`` of the batch's instances in ``stage``, or None."""
+        return None
+
+    def combine(self, stage_features: Sequence[Tensor]) -> Tensor:
+        """The final representation from each stage's features ``(N, D_s)``."""
+        return stage_features[-1]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        return None
+
+
+class SingleStageScheduler(StageScheduler):
+    """One stage of ``epochs`` epochs: ordinary training."""
+
+    def __init__(self, epochs: int = 1) -> None:
+        if epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {epochs}")
+        self.epochs = epochs
+
+    def num_stages(self) -> int:
+        return 1
+
+    def plan(self, stage: int) -> StagePlan:
+        return StagePlan(epochs=self.epochs)
+
+
+# --------------------------------------------------------------------------
+# Collated data and encoders (the pipeline's side of the contract)
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class CollatedBatch:
+    """A batch of viewed samples, before encoding.
+
+    * ``observations[m]``: images ``(N, V, C, H, W)`` float, vectors
+      ``(N, V, D)`` float (padded with zeros), text: a list of N lists of V
+      strings (padded with ``""``).
+    * ``masks[m]``: ``(N, V)`` bool, False for padding.
+    * ``kinds[m]``: the modality kind (``image``, ``text``, ``vector``).
+    * ``instance_ids``: ``(N,)`` long; ``labels``: ``(N,)`` long or None.
+    """
+
+    observations: dict[str, Any]
+    masks: dict[str, Tensor]
+    kinds: dict[str, str]
+    instance_ids: Tensor
+    labels: Tensor | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.instance_ids.shape[0])
+
+
+class Encoder(nn.Module):
+    """A modality encoder: ``forward(x) -> (N, feature_dim)``.
+
+    ``x`` is a batch of one modality's observations: images ``(N, C, H, W)``,
+    vectors ``(N, D)``, or a list of N strings. Encoders that can return local
+    features (patch cells / tokens) set ``supports_local = True`` and implement
+    :meth:`forward_local`.
+    """
+
+    feature_dim: int = 0
+    local_dim: int = 0
+    supports_local: bool = False
+
+    def forward_local(self, x: Any) -> tuple[Tensor, Tensor, Tensor]:
+        """``(global (N, D), local (N, L, D_local), local_mask (N, L) bool)``."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not provide local features; pick an encoder "
+            "that does (ResNet feature-map cells, ViT patches, text tokens)"
+        )

@@ -1,0 +1,130 @@
+"""The plugin author's contract: every hook the host calls.
+
+A plugin is a module with functions marked ``@hookimpl``; it is found through
+an entry point in the group ``lightly_mm_plugins`` whose name is the plugin's
+distribution name::
+
+    [project.entry-points.lightly_mm_plugins]
+    lightly-mm-myloss = "lightly_mm_myloss.plugin"
+
+Every hook receives one argument, ``register``, bound to the calling plugin so
+that each registration records which distribution it came from. Call it once
+per component::
+
+    register(name, factory, *, description="...", **metadata)
+
+* ``name``: lower case, ``[a-z0-9][a-z0-9_.-]*``, unique per kind across all
+  installed plugins (a clash is reported, never silently overridden).
+* ``factory``: a callable that builds the component from keyword arguments, or
+  a ``"module:attr"`` string imported only when the component is created (so
+  that registering imports no torch and ``lightly-mm plugins`` stays fast).
+* ``description``: one line shown by ``lightly-mm plugins``.
+* ``metadata``: free keyword arguments kept with the entry (e.g. ``paper=``).
+
+The hooks are called lazily, the first time a registry is asked for, once per
+process. Hook return values are ignored. A hook that raises has all its
+registrations for that kind rolled back; the failure is recorded and shown by
+``lightly-mm plugins``; other plugins are unaffected.
+
+Hook arguments have no default values (pluggy 1.6 and 1.7 treat defaults
+differently). New arguments are only ever added; a plugin may accept fewer
+arguments than the spec lists (pluggy passes only the ones it names).
+
+:data:`HOOKSPEC_VERSION` is the version of this contract. A plugin may set a
+module attribute ``LIGHTLY_MM_HOOKSPEC = "1"``; a plugin built for a newer
+major version than the host is rejected with a clear error instead of a
+confusing ``TypeError``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .registry import Register
+
+PROJECT_NAME = "lightly_mm_plugins"
+ENTRY_POINT_GROUP = "lightly_mm_plugins"
+HOOKSPEC_VERSION = "1.0"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def register_views(register: Register) -> None:
+    """Register multimodal views (augmentations producing what an objective needs).
+
+    Called once, the first time the view registry is used.
+
+    ``factory(**kwargs)`` must return a :class:`lightly_mm_plugins.api.View`.
+    The host passes ``modalities`` (dict of modality name -> kind, e.g.
+    ``{"image": "image", "text": "text"}``) and ``image_size`` (int), plus the
+    user's keyword arguments; accept ``**kwargs`` for forward compatibility.
+
+    Example::
+
+        @hookimpl
+        def register_views(register):
+            register("two-crops", "my_plugin.views:TwoCrops",
+                     description="two augmented image views, one caption")
+    """
+
+
+@hookspec
+def register_objectives(register: Register) -> None:
+    """Register objectives: losses together with the heads they train.
+
+    Called once, the first time the objective registry is used.
+
+    ``factory(embedding_dims=..., modalities=..., **kwargs)`` must return a
+    :class:`lightly_mm_plugins.api.Objective`. ``embedding_dims`` maps each
+    modality name to its encoder's output size, ``modalities`` names the
+    modalities to contrast. Useful metadata: ``view="<view name>"`` (the view
+    the pipeline uses by default with this objective) and
+    ``scheduler="<scheduler name>"`` (default stage scheduler).
+
+    Example::
+
+        @hookimpl
+        def register_objectives(register):
+            register("my-loss", "my_plugin.objective:MyObjective",
+                     description="InfoNCE with a twist", view="clip")
+    """
+
+
+@hookspec
+def register_heads(register: Register) -> None:
+    """Register projection / prediction heads usable by any objective.
+
+    Called once, the first time the head registry is used.
+
+    ``factory(input_dim=..., output_dim=..., **kwargs)`` must return a
+    ``torch.nn.Module`` mapping ``(N, input_dim)`` to ``(N, output_dim)``.
+
+    Example::
+
+        @hookimpl
+        def register_heads(register):
+            register("mlp2", "my_plugin.heads:TwoLayerHead")
+    """
+
+
+@hookspec
+def register_stage_schedulers(register: Register) -> None:
+    """Register stage schedulers (single- or multi-stage training).
+
+    Called once, the first time the scheduler registry is used.
+
+    ``factory(epochs=..., **kwargs)`` must return a
+    :class:`lightly_mm_plugins.api.StageScheduler`; ``epochs`` is the number
+    of epochs the user asked for per stage.
+
+    Example::
+
+        @hookimpl
+        def register_stage_schedulers(register):
+            register("two-stage", "my_plugin.stages:TwoStage")
+    """

@@ -1,0 +1,78 @@
+"""CLIP's symmetric cross-modal InfoNCE as a ``lightly.loss``-style module."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from lightly_mm_plugins.losses import (
+    check_gather_distributed,
+    check_temperature,
+    cross_modal_info_nce,
+)
+
+
+class CLIPLoss(nn.Module):
+    """Symmetric cross-modal InfoNCE (Radford et al., 2021).
+
+    For L2-normalised embeddings ``a_i`` (e.g. images) and ``b_j`` (texts) and
+    logits ``s_ij = a_i . b_j / tau``::
+
+        L = 1/2 [ CE(s, diag) + CE(s^T, diag) ]
+
+    Only the other modality's embeddings are negatives; lightly's
+    ``NTXentLoss`` also contrasts within a modality (SimCLR), which is why it is
+    not used here. Use it wherever you would use ``lightly.loss.NTXentLoss``.
+
+    Args:
+        temperature: Softmax temperature ``tau`` (CLIP initialises 0.07).
+        learnable_temperature: Learn ``log(1/tau)`` as CLIP does (clamped to
+            ``1/tau <= 100``).
+        gather_distributed: Gather embeddings of all ranks as negatives.
+
+    Shapes:
+        ``forward(image=(N, D), text=(N, D), pseudo_labels=(N,) | None) -> ()``
+
+    Example:
+        >>> import torch
+        >>> loss_fn = CLIPLoss(temperature=0.1)
+        >>> loss = loss_fn(torch.randn(8, 32), torch.randn(8, 32))
+    """
+
+    def __init__(
+        self,
+        temperature: float = 0.07,
+        learnable_temperature: bool = False,
+        gather_distributed: bool = False,
+    ) -> None:
+        super().__init__()
+        check_temperature(temperature)
+        check_gather_distributed(gather_distributed)
+        self.gather_distributed = gather_distributed
+        log_scale = torch.tensor(1.0 / temperature).log()
+        if learnable_temperature:
+            self.log_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("log_scale", log_scale)
+
+    @property
+    def temperature(self) -> float:
+        return float(1.0 / self.log_scale.detach().exp().clamp(max=100.0))
+
+    def forward(
+        self, out0: Tensor, out1: Tensor, pseudo_labels: Tensor | None = None
+    ) -> Tensor:
+        scale = self.log_scale.exp().clamp(max=100.0)
+        # Scaling the inputs by sqrt(scale) keeps the temperature differentiable
+        # while reusing the shared, tested InfoNCE.
+        root = scale.sqrt()
+        a = nn.functional.normalize(out0, dim=-1) * root
+        b = nn.functional.normalize(out1, dim=-1) * root
+        return cross_modal_info_nce(
+            a,
+            b,
+            temperature=1.0,
+            gather_distributed=self.gather_distributed,
+            pseudo_labels=pseudo_labels,
+            normalize=False,
+        )

@@ -1,0 +1,84 @@
+"""The baseline objective: per-modality projection heads + :class:`CLIPLoss`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from torch import Tensor, nn
+
+from lightly_mm_plugins.api import (
+    EncodedBatch,
+    Objective,
+    ObjectiveOutput,
+    Requirements,
+)
+from lightly_mm_plugins.heads import build_projection
+
+from .loss import CLIPLoss
+
+
+class CLIPObjective(Objective):
+    """CLIP: project each modality, contrast the pair with symmetric InfoNCE.
+
+    Uses the first observation of the first two ``modalities``. Honours
+    ``batch.pseudo_labels`` (negatives restricted to the anchor's group), so
+    it runs under MCL's stage scheduler.
+
+    Args:
+        embedding_dims: Encoder output size per modality.
+        modalities: The two modalities to contrast.
+        projection_dim: Output size of the projection heads.
+        projection_layers: 1 = linear projection (CLIP), 2 = MLP.
+        temperature: Initial softmax temperature (CLIP: 0.07).
+        learnable_temperature: Learn the temperature (CLIP: yes).
+        gather_distributed: Contrast against all ranks' embeddings.
+
+    Example:
+        >>> import torch
+        >>> from lightly_mm_plugins.api import EncodedBatch
+        >>> obj = CLIPObjective({"image": 16, "text": 8}, projection_dim=4)
+        >>> out = obj(EncodedBatch.from_tensors(
+        ...     {"image": torch.randn(5, 16), "text": torch.randn(5, 8)}))
+        >>> out.loss.shape
+        torch.Size([])
+    """
+
+    requirements = Requirements(pseudo_labels=True)
+
+    def __init__(
+        self,
+        embedding_dims: Mapping[str, int],
+        modalities: Sequence[str] = ("image", "text"),
+        projection_dim: int = 128,
+        projection_layers: int = 1,
+        temperature: float = 0.07,
+        learnable_temperature: bool = True,
+        gather_distributed: bool = False,
+    ) -> None:
+        super().__init__(embedding_dims, modalities)
+        self.pair = self.modalities[:2]
+        self.heads = nn.ModuleDict(
+            {
+                m: build_projection(self.embedding_dims[m], projection_dim, num_layers=projection_layers)
+                for m in self.pair
+            }
+        )
+        self.loss_fn = CLIPLoss(
+            temperature=temperature,
+            learnable_temperature=learnable_temperature,
+            gather_distributed=gather_distributed,
+        )
+
+    def project(self, modality: str, embedding: Tensor) -> Tensor:
+        return self.heads[modality](embedding)
+
+    def forward(self, batch: EncodedBatch) -> ObjectiveOutput:
+        self.validate_batch(batch)
+        a, b = self.pair
+        za = self.project(a, batch.view(a))
+        zb = self.project(b, batch.view(b))
+        loss = self.loss_fn(za, zb, pseudo_labels=batch.pseudo_labels)
+        return ObjectiveOutput(
+            loss=loss,
+            logs={"temperature": loss.new_tensor(self.loss_fn.temperature)},
+        )
