@@ -430,6 +430,24 @@ class StageScheduler:
         """Pseudo labels ``(N,)`` of the batch's instances in ``stage``, or None."""
         return None
 
+    def batch_sampler(
+        self,
+        stage: int,
+        instance_ids: Tensor,
+        batch_size: int,
+        world_size: int,
+        rank: int,
+        seed: int,
+        epoch: int,
+    ) -> Sequence[list[int]] | None:
+        """Optional: the batches (lists of dataset indices) of this rank for one epoch.
+
+        ``instance_ids[i]`` is the instance id of dataset index ``i``. Return
+        None to use the ordinary shuffled loader (MCL returns batches drawn
+        from one pseudo-label group each).
+        """
+        return None
+
     def combine(self, stage_features: Sequence[Tensor]) -> Tensor:
         """The final representation from each stage's features ``(N, D_s)``."""
         return stage_features[-1]
