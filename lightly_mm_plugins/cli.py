@@ -1,0 +1,159 @@
+"""The ``lightly-mm`` command.
+
+* ``lightly-mm plugins [--json] [--all]``: installed plugins, their status and
+  what each registered; never crashes because of a plugin.
+* ``lightly-mm plugins check``: exit 1 on any load failure or name conflict.
+* ``lightly-mm train --method NAME ...``: the main job (see ``--help``).
+* ``lightly-mm compare --methods a,b``: several methods on the same data/seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .manager import PluginHost, get_host
+from .registry import KINDS
+
+
+def _plugins_report(host: PluginHost, include_builtin: bool) -> dict[str, Any]:
+    plugins = []
+    for info in host.plugins():
+        if info.status == "builtin" and not include_builtin:
+            continue
+        plugins.append(
+            {
+                "name": info.name,
+                "distribution": info.distribution,
+                "version": info.version,
+                "entry_point": info.entry_point,
+                "status": info.status,
+                "reason": info.reason,
+                "provides": {k: sorted(v) for k, v in sorted(info.provides.items())},
+                "errors": [
+                    {"stage": f.stage, "error": f.error} for f in info.failures
+                ],
+            }
+        )
+    conflicts = [
+        {
+            "kind": kind,
+            "name": name,
+            "distributions": [f"{e.distribution} {e.version}" for e in entries],
+        }
+        for kind, by_name in host.conflicts().items()
+        for name, entries in by_name.items()
+    ]
+    components = {
+        kind: [
+            {"name": e.name, "plugin": e.distribution, "description": e.description}
+            for e in host.registry(kind).entries()
+        ]
+        for kind in KINDS
+    }
+    return {
+        "plugins": plugins,
+        "conflicts": conflicts,
+        "failures": [
+            {
+                "distribution": f.distribution,
+                "version": f.version,
+                "stage": f.stage,
+                "error": f.error,
+            }
+            for f in host.failures()
+        ],
+        "components": components,
+    }
+
+
+def _print_table(report: dict[str, Any]) -> None:
+    rows = [("PLUGIN", "VERSION", "STATUS", "PROVIDES")]
+    for p in report["plugins"]:
+        if p["status"] == "failed":
+            what = "; ".join(f"{e['stage']}: {e['error']}" for e in p["errors"])
+        elif p["status"] == "disabled":
+            what = f"({p['reason']})"
+        else:
+            what = "; ".join(
+                f"{kind.replace('_', ' ')}: {', '.join(names)}"
+                for kind, names in p["provides"].items()
+            )
+        rows.append((p["distribution"], p["version"], p["status"], what))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        print("  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3])
+    if not report["plugins"]:
+        print("(no plugins installed or loaded)")
+    if report["conflicts"]:
+        print("\nConflicts:")
+        for c in report["conflicts"]:
+            print(f"  {c['kind']} {c['name']!r}: {', '.join(c['distributions'])}")
+    else:
+        print("\nConflicts: none")
+    print("\nComponents:")
+    for kind, entries in report["components"].items():
+        names = ", ".join(e["name"] for e in entries) or "(none)"
+        print(f"  {kind.replace('_', ' ')}: {names}")
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    try:
+        host = get_host()
+        report = _plugins_report(host, include_builtin=args.all)
+    except Exception as exc:  # noqa: BLE001 - strict mode re-raises plugin errors
+        if getattr(args, "action", None) == "check":
+            print(f"lightly-mm plugins check: FAILED: {exc}", file=sys.stderr)
+            return 1
+        raise
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_table(report)
+    if getattr(args, "action", None) == "check":
+        problems = len(report["failures"]) + len(report["conflicts"])
+        if problems:
+            print(
+                f"\nlightly-mm plugins check: {len(report['failures'])} failure(s), "
+                f"{len(report['conflicts'])} conflict(s)",
+                file=sys.stderr,
+            )
+            return 1
+        print("\nlightly-mm plugins check: OK")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lightly-mm",
+        description="Multimodal self-supervised learning with Lightly, as plugins.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("plugins", help="list installed plugins and what they provide")
+    p.add_argument("action", nargs="?", choices=["list", "check"], default="list")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.add_argument("--all", action="store_true", help="include the host's built-ins")
+    p.set_defaults(func=cmd_plugins)
+
+    from .training.cli_args import add_compare_arguments, add_train_arguments
+
+    t = sub.add_parser("train", help="pretrain encoders with a method and evaluate them")
+    add_train_arguments(t)
+    c = sub.add_parser("compare", help="run several methods on the same data and seeds")
+    add_compare_arguments(c)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    result = args.func(args)
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""Data loading for training: views, collation and (stage-aware) batch sampling.
+
+The training loader always uses an explicit batch sampler built here, so that
+batches are a deterministic function of ``(seed, epoch, rank)``: resuming a run
+reproduces the same batches, every rank gets the same number of equally sized
+batches (``drop_last``; gathering needs equal shapes), and a stage scheduler
+(MCL) can supply its own batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from ..api import StageScheduler, View
+
+
+class EpochBatchSampler(Sampler[list[int]]):
+    """Shuffled, rank-sharded, equal-size batches for one epoch.
+
+    The global permutation depends on ``seed + epoch``; rank ``r`` of ``W``
+    takes global batch ``b``'s slice ``[r*B, (r+1)*B)``. Leftovers are dropped.
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        batch_size: int,
+        seed: int,
+        epoch: int,
+        world_size: int = 1,
+        rank: int = 0,
+        shuffle: bool = True,
+    ) -> None:
+        if batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2 for contrastive learning, got {batch_size}")
+        global_bs = batch_size * world_size
+        if num_samples < global_bs:
+            raise ValueError(
+                f"the training set has {num_samples} instances, fewer than one global batch "
+                f"({batch_size} x {world_size} devices); lower --batch-size"
+            )
+        self.num_samples, self.batch_size = num_samples, batch_size
+        self.seed, self.epoch, self.world_size, self.rank = seed, epoch, world_size, rank
+        self.shuffle = shuffle
+
+    def _batches(self) -> list[list[int]]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.num_samples, generator=g).tolist()
+        else:
+            order = list(range(self.num_samples))
+        gbs = self.batch_size * self.world_size
+        out = []
+        for start in range(0, self.num_samples - gbs + 1, gbs):
+            lo = start + self.rank * self.batch_size
+            out.append(order[lo : lo + self.batch_size])
+        return out
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        return self.num_samples // (self.batch_size * self.world_size)
+
+
+class FixedBatches(Sampler[list[int]]):
+    """Batches given as lists of indices (from a stage scheduler)."""
+
+    def __init__(self, batches: Sequence[list[int]]) -> None:
+        self.batches = [list(b) for b in batches]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class MultimodalDataModule(pl.LightningDataModule):
+    """Train / val / test loaders over :class:`~lightly_mm_plugins.data` data sets."""
+
+    def __init__(
+        self,
+        train_set: Any,
+        test_set: Any,
+        view: View,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        seed: int = 0,
+        scheduler: StageScheduler | None = None,
+        stage_of_epoch: Any = None,
+    ) -> None:
+        super().__init__()
+        from ..data import ViewDataset
+
+        self.train_set, self.test_set, self.view = train_set, test_set, view
+        self.kinds = dict(train_set.modalities)
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.scheduler = scheduler
+        self.stage_of_epoch = stage_of_epoch
+        self.train_views = ViewDataset(train_set, view, train=True)
+        self.train_eval_views = ViewDataset(train_set, view, train=False)
+        self.test_eval_views = ViewDataset(test_set, view, train=False)
+        self._instance_ids = torch.tensor(
+            [train_set[i].instance_id for i in range(len(train_set))]
+        ) if scheduler is not None else None
+
+    def collate(self, samples: list[Any]) -> Any:
+        from ..data import collate_samples
+
+        return collate_samples(samples, self.kinds)
+
+    def _world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1, 0
+        return trainer.world_size, trainer.global_rank
+
+    def train_dataloader(self) -> DataLoader:
+        trainer = getattr(self, "trainer", None)
+        epoch = trainer.current_epoch if trainer is not None else 0
+        world, rank = self._world()
+        sampler: Sampler[list[int]] | None = None
+        if self.scheduler is not None and self.stage_of_epoch is not None:
+            stage = self.stage_of_epoch(epoch)
+            assert self._instance_ids is not None
+            batches = self.scheduler.batch_sampler(
+                stage, self._instance_ids, self.batch_size, world, rank, self.seed, epoch
+            )
+            if batches is not None:
+                sampler = FixedBatches(batches)
+        if sampler is None:
+            sampler = EpochBatchSampler(
+                len(self.train_views), self.batch_size, self.seed, epoch, world, rank
+            )
+        return DataLoader(
+            self.train_views,
+            batch_sampler=sampler,
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+            persistent_workers=False,
+        )
+
+    def eval_loader(self, which: str = "test", batch_size: int | None = None) -> DataLoader:
+        ds = self.test_eval_views if which == "test" else self.train_eval_views
+        return DataLoader(
+            ds,
+            batch_size=batch_size or max(self.batch_size, 256),
+            shuffle=False,
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+        )

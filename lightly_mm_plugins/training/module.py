@@ -1,0 +1,397 @@
+"""The LightningModule that trains any registered objective on any encoders.
+
+:class:`MultimodalModule` composes modality encoders, a registered objective
+and a stage scheduler. Everything the five methods need is read from the
+objective's :class:`~lightly_mm_plugins.api.Requirements`, never from its
+name:
+
+* ``momentum``: EMA copies of the encoders (``lightly.models.utils``), updated
+  before each forward, encode every view into ``batch.momentum``;
+* ``local_features``: ``Encoder.forward_local`` fills ``batch.local``;
+* ``pseudo_labels``: the stage scheduler's labels for the batch's instances;
+* auxiliary parameters: Lightning manual optimisation with a second optimizer
+  stepping only them for ``auxiliary_steps`` inner iterations per batch.
+
+Stages run inside one Trainer: stage ``s`` covers a contiguous range of epochs,
+so Lightning's checkpointing and resume cover multi-stage runs too. At a stage
+boundary the module snapshots the encoders (for the scheduler's combined final
+representation) and calls ``scheduler.on_stage_end``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+
+from ..api import (
+    CollatedBatch,
+    EncodedBatch,
+    Encoder,
+    Objective,
+    StageContext,
+    StageScheduler,
+)
+
+
+class MultimodalModule(pl.LightningModule):
+    """Encoders + objective + stage scheduler.
+
+    Args:
+        encoders: Modality name -> :class:`~lightly_mm_plugins.api.Encoder`.
+        objective: A built objective.
+        scheduler: A built stage scheduler.
+        kinds: Modality name -> kind.
+        lr, weight_decay, warmup_epochs: AdamW with linear warm-up then cosine.
+        embed_loader_fn: Callable returning a DataLoader over the training set
+            with the evaluation view (used at stage boundaries).
+    """
+
+    def __init__(
+        self,
+        encoders: Mapping[str, Encoder],
+        objective: Objective,
+        scheduler: StageScheduler,
+        kinds: Mapping[str, str],
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        warmup_epochs: float = 0.5,
+        embed_loader_fn: Any = None,
+    ) -> None:
+        super().__init__()
+        self.encoders = nn.ModuleDict(dict(encoders))
+        self.objective = objective
+        self.scheduler = scheduler
+        self.kinds = dict(kinds)
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.warmup_epochs = warmup_epochs
+        self.embed_loader_fn = embed_loader_fn
+        req = objective.requirements
+        self.momentum_encoders: nn.ModuleDict | None = None
+        if req.momentum:
+            self.momentum_encoders = copy.deepcopy(self.encoders)
+            for p in self.momentum_encoders.parameters():
+                p.requires_grad_(False)
+        self.stage_snapshots = nn.ModuleList()
+        self.aux_params = list(objective.auxiliary_parameters())
+        self.automatic_optimization = not self.aux_params
+        # Stage boundaries as epoch offsets: stage s covers [start[s], start[s+1]).
+        starts = [0]
+        for s in range(scheduler.num_stages()):
+            starts.append(starts[-1] + scheduler.plan(s).epochs)
+        self.stage_starts = starts
+        self.current_stage = 0
+
+    # ----------------------------------------------------------------- stages
+    @property
+    def total_epochs(self) -> int:
+        return self.stage_starts[-1]
+
+    def stage_of_epoch(self, epoch: int) -> int:
+        for s in range(len(self.stage_starts) - 1):
+            if epoch < self.stage_starts[s + 1]:
+                return s
+        return len(self.stage_starts) - 2
+
+    def on_train_epoch_start(self) -> None:
+        stage = self.stage_of_epoch(self.current_epoch)
+        while self.current_stage < stage:
+            self._finish_stage(self.current_stage)
+            self.current_stage += 1
+        self._apply_freeze(stage)
+
+    def _apply_freeze(self, stage: int) -> None:
+        frozen = set(self.scheduler.plan(stage).freeze)
+        for name, enc in self.encoders.items():
+            trainable = name not in frozen and getattr(enc, "trainable", True)
+            for p in enc.parameters():
+                p.requires_grad_(trainable)
+
+    def _finish_stage(self, stage: int) -> None:
+        """Snapshot encoders and let the scheduler act (e.g. MCL clustering)."""
+        if len(self.stage_snapshots) <= stage:
+            snap = copy.deepcopy(nn.ModuleDict({"encoders": self.encoders, "objective": self.objective}))
+            for p in snap.parameters():
+                p.requires_grad_(False)
+            self.stage_snapshots.append(snap.eval())
+        context = StageContext(
+            stage=stage, embed_training_set=self.embed_training_set, device=self.device
+        )
+        self.scheduler.on_stage_end(context)
+        plan = self.scheduler.plan(stage + 1)
+        if plan.reinit_from_stage0 and len(self.stage_snapshots) > 0:
+            self.encoders.load_state_dict(self.stage_snapshots[0]["encoders"].state_dict())
+
+    @torch.no_grad()
+    def embed_training_set(self) -> tuple[Tensor, Tensor]:
+        """Features ``(M, D)`` of the training set (eval view) and instance ids ``(M,)``."""
+        if self.embed_loader_fn is None:
+            raise RuntimeError("the module was built without a loader for stage boundaries")
+        feats, ids = embed_loader(self, self.embed_loader_fn(), modality=None)
+        return feats, ids
+
+    # ---------------------------------------------------------------- encoding
+    def encode(self, batch: CollatedBatch) -> EncodedBatch:
+        """Encode every observation of every modality into an :class:`EncodedBatch`."""
+        req = self.objective.requirements
+        embeddings: dict[str, Tensor] = {}
+        local: dict[str, Tensor] = {}
+        local_masks: dict[str, Tensor] = {}
+        momentum: dict[str, Tensor] = {}
+        momentum_local: dict[str, Tensor] = {}
+        for m in self.objective.modalities:
+            if m not in batch.observations:
+                raise ValueError(
+                    f"modality {m!r} missing from the batch (has {sorted(batch.observations)})"
+                )
+            obs, mask = batch.observations[m], batch.masks[m]
+            out = encode_observations(self.encoders[m], obs, mask, req.local_features)
+            embeddings[m] = out[0]
+            if req.local_features:
+                local[m], local_masks[m] = out[1], out[2]
+            if self.momentum_encoders is not None:
+                with torch.no_grad():
+                    mout = encode_observations(
+                        self.momentum_encoders[m], obs, mask, req.local_features
+                    )
+                momentum[m] = mout[0]
+                if req.local_features:
+                    momentum_local[m] = mout[1]
+        pseudo = self.scheduler.pseudo_labels(self.current_stage, batch.instance_ids.cpu())
+        return EncodedBatch(
+            embeddings=embeddings,
+            masks={m: batch.masks[m] for m in embeddings},
+            instance_ids=batch.instance_ids,
+            labels=batch.labels,
+            momentum=momentum or None,
+            local=local or None,
+            local_masks=local_masks or None,
+            momentum_local=momentum_local or None,
+            pseudo_labels=None if pseudo is None else pseudo.to(self.device),
+            extras=dict(batch.extras),
+        )
+
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
+        if isinstance(batch, CollatedBatch):
+            return _to_device(batch, device)
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    # ---------------------------------------------------------------- training
+    def training_step(self, batch: CollatedBatch, batch_idx: int) -> Tensor | None:
+        if self.momentum_encoders is not None:
+            from lightly.models.utils import update_momentum
+
+            for m in self.encoders:
+                update_momentum(
+                    self.encoders[m],
+                    self.momentum_encoders[m],
+                    m=self.objective.requirements.momentum_decay,
+                )
+        encoded = self.encode(batch)
+        output = self.objective(encoded)
+        loss = output.loss
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step}; "
+                "lower the learning rate or use --precision 32"
+            )
+        n = batch.batch_size
+        self.log("train_loss", loss, prog_bar=True, sync_dist=True, batch_size=n)
+        self.log(f"stage{self.current_stage}/train_loss", loss, sync_dist=True, batch_size=n)
+        for key, value in output.logs.items():
+            self.log(f"train/{key}", value.detach().float(), sync_dist=True, batch_size=n)
+        if self.automatic_optimization:
+            return loss
+        self._manual_step(loss, encoded)
+        return None
+
+    def _manual_step(self, loss: Tensor, encoded: EncodedBatch) -> None:
+        opt_main, opt_aux = self.optimizers()  # type: ignore[misc]
+        sched = self.lr_schedulers()
+        opt_main.zero_grad()
+        self.manual_backward(loss)
+        opt_main.step()
+        if sched is not None:
+            sched.step()  # type: ignore[union-attr]
+        detached = encoded.replace(
+            embeddings={k: v.detach() for k, v in encoded.embeddings.items()}
+        )
+        for _ in range(max(1, self.objective.auxiliary_steps)):
+            opt_aux.zero_grad()
+            aux = self.objective.auxiliary_loss(detached)
+            self.manual_backward(aux)
+            opt_aux.step()
+        self.log("train/auxiliary_loss", aux.detach(), batch_size=encoded.batch_size)
+
+    def configure_optimizers(self) -> Any:
+        aux_ids = {id(p) for p in self.aux_params}
+        params = [
+            p
+            for p in list(self.encoders.parameters()) + list(self.objective.parameters())
+            if id(p) not in aux_ids
+        ]
+        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        steps_per_epoch = max(1, total // max(1, self.total_epochs))
+        warmup = int(self.warmup_epochs * steps_per_epoch)
+
+        def lr_lambda(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / max(1, warmup)
+            progress = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+        main = {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        if self.automatic_optimization:
+            return main
+        aux_opt = torch.optim.Adam(self.aux_params, lr=self.objective.auxiliary_lr)
+        return [opt, aux_opt], [{"scheduler": sched, "interval": "step"}]
+
+    # ----------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["lightly_mm"] = {
+            "current_stage": self.current_stage,
+            "num_snapshots": len(self.stage_snapshots),
+            "scheduler": self.scheduler.state_dict(),
+            "objective_class": f"{type(self.objective).__module__}.{type(self.objective).__qualname__}",
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from ..errors import CheckpointError
+
+        state = checkpoint.get("lightly_mm")
+        if state is None:
+            raise CheckpointError(
+                "this checkpoint was not written by lightly-mm train; start a new run "
+                "without --resume or point --out elsewhere"
+            )
+        mine = f"{type(self.objective).__module__}.{type(self.objective).__qualname__}"
+        if state["objective_class"] != mine:
+            raise CheckpointError(
+                f"checkpoint is from objective {state['objective_class']}, this run uses "
+                f"{mine}; use the same --method or another --out"
+            )
+        while len(self.stage_snapshots) < state["num_snapshots"]:
+            snap = copy.deepcopy(nn.ModuleDict({"encoders": self.encoders, "objective": self.objective}))
+            for p in snap.parameters():
+                p.requires_grad_(False)
+            self.stage_snapshots.append(snap.eval())
+        self.current_stage = state["current_stage"]
+        self.scheduler.load_state_dict(state["scheduler"])
+
+    # ------------------------------------------------------------ features
+    @torch.no_grad()
+    def features(self, batch: CollatedBatch, modality: str, final: bool = True) -> Tensor:
+        """Downstream features ``(N*V_valid, D)`` of one modality of a batch.
+
+        With ``final`` and several stages, the scheduler combines the snapshot
+        of every finished stage with the current model.
+        """
+        obs, mask = batch.observations[modality], batch.masks[modality]
+        models = list(self.stage_snapshots) if final else []
+        parts = []
+        for snap in models:
+            emb = encode_observations(snap["encoders"][modality], obs, mask, False)[0]
+            parts.append(snap["objective"].representation(modality, emb[mask]))
+        emb = encode_observations(self.encoders[modality], obs, mask, False)[0]
+        parts.append(self.objective.representation(modality, emb[mask]))
+        if len(parts) == 1:
+            return parts[0]
+        return self.scheduler.combine(parts)
+
+
+def encode_observations(
+    encoder: nn.Module, obs: Any, mask: Tensor, want_local: bool
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """Encode the valid observations ``(N, V, ...)`` into ``(N, V, D)`` (zeros at padding)."""
+    n, v = mask.shape
+    flat_mask = mask.reshape(-1)
+    if isinstance(obs, Tensor):
+        flat = obs.reshape(n * v, *obs.shape[2:])[flat_mask]
+    else:
+        flat = [s for row in obs for s in row]
+        flat = [s for s, keep in zip(flat, flat_mask.tolist()) if keep]
+    if want_local:
+        g, loc, lmask = encoder.forward_local(flat)
+    else:
+        g, loc, lmask = encoder(flat), None, None
+    out = g.new_zeros(n * v, g.shape[-1])
+    out[flat_mask] = g
+    emb = out.reshape(n, v, -1)
+    if loc is None or lmask is None:
+        return emb, None, None
+    full_loc = loc.new_zeros(n * v, *loc.shape[1:])
+    full_loc[flat_mask] = loc
+    full_lmask = lmask.new_zeros(n * v, lmask.shape[1])
+    full_lmask[flat_mask] = lmask
+    return emb, full_loc.reshape(n, v, *loc.shape[1:]), full_lmask.reshape(n, v, -1)
+
+
+@torch.no_grad()
+def embed_loader(
+    module: MultimodalModule, loader: Any, modality: str | None, final: bool = False
+) -> tuple[Tensor, Tensor]:
+    """Features of every valid observation in a loader, with their instance ids.
+
+    ``modality=None`` concatenates all contrasted modalities' first observation
+    features per instance (used for clustering).
+    """
+    from tqdm.auto import tqdm
+
+    was_training = module.training
+    module.eval()
+    feats: list[Tensor] = []
+    ids: list[Tensor] = []
+    for batch in tqdm(loader, desc="embedding", leave=False, disable=None):
+        batch = _to_device(batch, module.device)
+        if modality is None:
+            per_mod = []
+            for m in module.objective.modalities:
+                one = _first_observation(batch, m)
+                per_mod.append(module.features(one, m, final=final))
+            feats.append(torch.cat(per_mod, dim=-1).float().cpu())
+            ids.append(batch.instance_ids.cpu())
+        else:
+            mask = batch.masks[modality]
+            feats.append(module.features(batch, modality, final=final).float().cpu())
+            ids.append(batch.instance_ids.repeat_interleave(mask.sum(1)).cpu())
+    module.train(was_training)
+    return torch.cat(feats), torch.cat(ids)
+
+
+def _first_observation(batch: CollatedBatch, modality: str) -> CollatedBatch:
+    obs = batch.observations[modality]
+    first = obs[:, :1] if isinstance(obs, Tensor) else [row[:1] for row in obs]
+    return CollatedBatch(
+        observations={modality: first},
+        masks={modality: batch.masks[modality][:, :1]},
+        kinds=batch.kinds,
+        instance_ids=batch.instance_ids,
+        labels=batch.labels,
+    )
+
+
+def _to_device(batch: CollatedBatch, device: torch.device) -> CollatedBatch:
+    return CollatedBatch(
+        observations={
+            k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.observations.items()
+        },
+        masks={k: v.to(device) for k, v in batch.masks.items()},
+        kinds=batch.kinds,
+        instance_ids=batch.instance_ids.to(device),
+        labels=None if batch.labels is None else batch.labels.to(device),
+        extras=batch.extras,
+    )
+
+
+def stage_feature_names(stages: Sequence[int]) -> list[str]:
+    return [f"stage{s}" for s in stages]

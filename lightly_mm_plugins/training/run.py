@@ -1,0 +1,405 @@
+"""The main job: train, evaluate, and write checkpoint, metrics and plots.
+
+:func:`train` is the programmatic entry point behind ``lightly-mm train``::
+
+    from lightly_mm_plugins.training import TrainConfig, train
+    results = train(TrainConfig(method="clip", epochs=2, out="runs/clip"))
+    print(results["trained"]["retrieval/image2text_R@1"])
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..errors import LightlyMMError
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``lightly-mm train`` accepts (see ``lightly-mm train --help``)."""
+
+    method: str = "clip"
+    method_args: dict[str, Any] = field(default_factory=dict)
+    view: str | None = None
+    view_args: dict[str, Any] = field(default_factory=dict)
+    scheduler: str | None = None
+    scheduler_args: dict[str, Any] = field(default_factory=dict)
+    data: str = "default"
+    epochs: int | None = None
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 0.5
+    image_size: int = 32
+    image_encoder: str | None = None
+    text_encoder: str | None = None
+    train_text: bool = False
+    accelerator: str = "auto"
+    devices: str | int = 1
+    precision: str | None = None
+    num_workers: int = 0
+    limit_train_samples: int | None = None
+    on_error: str = "raise"
+    seed: int = 0
+    out: str = "lightly_mm_runs/run"
+    resume: bool = False
+    quiet: bool = False
+    eval_init: bool = True
+
+
+def _check_out_dir(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise LightlyMMError(
+            f"cannot write to output directory {str(out)!r} ({exc.strerror or exc}); "
+            "pass a writable --out"
+        ) from exc
+
+
+def build_components(cfg: TrainConfig) -> dict[str, Any]:
+    """Data sets, view, encoders, objective, scheduler and module for ``cfg``."""
+    from .. import get_host
+    from ..data import load_dataset
+    from ..encoders import build_encoder
+    from .datamodule import MultimodalDataModule
+    from .module import MultimodalModule
+
+    host = get_host()
+    obj_entry = host.registry("objectives").get(cfg.method)
+    train_set = load_dataset(cfg.data, split="train", on_error=cfg.on_error, seed=0)
+    test_set = load_dataset(cfg.data, split="test", on_error=cfg.on_error, seed=0)
+    if cfg.limit_train_samples:
+        from torch.utils.data import Subset
+
+        modalities, name = train_set.modalities, getattr(train_set, "name", cfg.data)
+        train_set = Subset(train_set, range(min(cfg.limit_train_samples, len(train_set))))
+        train_set.modalities = modalities  # type: ignore[attr-defined]
+        train_set.name = name  # type: ignore[attr-defined]
+    kinds: dict[str, str] = dict(train_set.modalities)
+
+    encoders = {}
+    for m, kind in kinds.items():
+        if kind == "image":
+            encoders[m] = build_encoder("image", cfg.image_encoder, image_size=cfg.image_size)
+        elif kind == "text":
+            encoders[m] = build_encoder("text", cfg.text_encoder, trainable=cfg.train_text)
+        else:
+            dim = int(train_set[0].observations[m][0].shape[-1])
+            encoders[m] = build_encoder("vector", None, input_dim=dim)
+    embedding_dims = {m: int(e.feature_dim) for m, e in encoders.items()}
+    objective = obj_entry.create(
+        embedding_dims=embedding_dims, modalities=tuple(kinds), **cfg.method_args
+    )
+    view_name = cfg.view or obj_entry.metadata.get("view") or "paired"
+    view = host.registry("views").create(
+        view_name, modalities=kinds, image_size=cfg.image_size, **cfg.view_args
+    )
+    epochs = cfg.epochs or (3 if cfg.data in ("default", "digits") else 10)
+    sched_name = cfg.scheduler or obj_entry.metadata.get("scheduler") or "single"
+    scheduler = host.registry("stage_schedulers").create(
+        sched_name, epochs=epochs, **cfg.scheduler_args
+    )
+    if scheduler.num_stages() > 1 and not objective.requirements.pseudo_labels:
+        if getattr(scheduler, "needs_pseudo_labels", True):
+            raise LightlyMMError(
+                f"stage scheduler {sched_name!r} restricts negatives with pseudo labels, but "
+                f"objective {cfg.method!r} does not support them (requirements.pseudo_labels)"
+            )
+    dm_holder: dict[str, Any] = {}
+    module = MultimodalModule(
+        encoders,
+        objective,
+        scheduler,
+        kinds,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        warmup_epochs=cfg.warmup_epochs,
+        embed_loader_fn=lambda: dm_holder["dm"].eval_loader("train"),
+    )
+    dm = MultimodalDataModule(
+        train_set,
+        test_set,
+        view,
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+        seed=cfg.seed,
+        scheduler=scheduler,
+        stage_of_epoch=module.stage_of_epoch,
+    )
+    dm_holder["dm"] = dm
+    return {
+        "module": module,
+        "datamodule": dm,
+        "kinds": kinds,
+        "view_name": view_name,
+        "scheduler_name": sched_name,
+        "epochs": epochs,
+    }
+
+
+@torch.no_grad()
+def collect_features(module: Any, loader: Any) -> dict[str, Any]:
+    """Per modality: features of every valid observation, their instance ids; labels."""
+    from .module import _to_device
+
+    was_training = module.training
+    module.eval()
+    feats: dict[str, list[Tensor]] = {m: [] for m in module.objective.modalities}
+    ids: dict[str, list[Tensor]] = {m: [] for m in module.objective.modalities}
+    labels: dict[int, int] = {}
+    for batch in loader:
+        batch = _to_device(batch, module.device)
+        for m in module.objective.modalities:
+            mask = batch.masks[m]
+            feats[m].append(module.features(batch, m, final=True).float().cpu())
+            ids[m].append(batch.instance_ids.repeat_interleave(mask.sum(1)).cpu())
+        if batch.labels is not None:
+            for i, y in zip(batch.instance_ids.tolist(), batch.labels.tolist()):
+                labels[i] = y
+    module.train(was_training)
+    return {
+        "features": {m: torch.cat(v) for m, v in feats.items()},
+        "ids": {m: torch.cat(v) for m, v in ids.items()},
+        "labels": labels,
+    }
+
+
+def _per_instance(feats: Tensor, ids: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean feature of each instance's observations, and the sorted unique ids."""
+    uniq, inverse = torch.unique(ids, return_inverse=True)
+    out = torch.zeros(len(uniq), feats.shape[1])
+    out.index_add_(0, inverse, feats)
+    counts = torch.bincount(inverse, minlength=len(uniq)).clamp(min=1).unsqueeze(1)
+    return out / counts, uniq
+
+
+def evaluate(module: Any, dm: Any, seed: int = 0) -> dict[str, float]:
+    """Linear probe, kNN and cross-modal retrieval on the test split."""
+    from ..evaluation import knn_accuracy, linear_probe, retrieval_recall
+
+    train = collect_features(module, dm.eval_loader("train"))
+    test = collect_features(module, dm.eval_loader("test"))
+    results: dict[str, float] = {}
+    modalities = list(module.objective.modalities)
+    have_labels = bool(train["labels"]) and bool(test["labels"])
+    joint_train, joint_test = [], []
+    for m in modalities:
+        tr_x, tr_ids = _per_instance(train["features"][m], train["ids"][m])
+        te_x, te_ids = _per_instance(test["features"][m], test["ids"][m])
+        joint_train.append(tr_x)
+        joint_test.append(te_x)
+        if have_labels:
+            tr_y = torch.tensor([train["labels"][int(i)] for i in tr_ids])
+            te_y = torch.tensor([test["labels"][int(i)] for i in te_ids])
+            results[f"linear_probe/{m}"] = float(linear_probe(tr_x, tr_y, te_x, te_y))
+            results[f"knn/{m}"] = float(knn_accuracy(tr_x, tr_y, te_x, te_y))
+    if have_labels and len(modalities) > 1:
+        results["linear_probe/joint"] = float(
+            linear_probe(torch.cat(joint_train, 1), tr_y, torch.cat(joint_test, 1), te_y)
+        )
+    if len(modalities) > 1:
+        a, b = modalities[:2]
+        fa, fb = test["features"][a], test["features"][b]
+        if fa.shape[1] == fb.shape[1]:
+            rec = retrieval_recall(fa, test["ids"][a], fb, test["ids"][b], ks=(1, 5, 10))
+            for key, value in rec.items():
+                results[f"retrieval/{key}"] = float(value)
+    return results
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    """Write to a temporary file in the same folder, then rename: never half-written."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _retrieval_features_note(results: dict[str, float]) -> str:
+    if any(k.startswith("retrieval/") for k in results):
+        return ""
+    return (
+        "(retrieval needs equal feature sizes across modalities; this objective's "
+        "representations differ, so it is skipped)"
+    )
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train ``cfg.method``, evaluate it, and write everything into ``cfg.out``."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelCheckpoint
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+    from .. import get_host
+    from .plots import plot_loss_curve, plot_results
+
+    t0 = time.time()
+    out = Path(cfg.out)
+    _check_out_dir(out)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    parts = build_components(cfg)
+    module, dm = parts["module"], parts["datamodule"]
+
+    accelerator = "gpu" if cfg.accelerator == "cuda" else cfg.accelerator
+    on_gpu = accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available())
+    precision = cfg.precision or ("bf16-mixed" if on_gpu else "32-true")
+    devices: Any = int(cfg.devices) if str(cfg.devices).isdigit() else cfg.devices
+    multi = isinstance(devices, int) and devices > 1
+    strategy: Any = "auto"
+    if multi:
+        strategy = "ddp_spawn" if accelerator == "cpu" else "ddp"
+
+    results: dict[str, Any] = {"config": asdict(cfg)}
+    if cfg.eval_init and not (cfg.resume and (out / "checkpoints" / "last.ckpt").exists()):
+        results["init"] = evaluate(module, dm, seed=cfg.seed)
+
+    ckpt_dir = out / "checkpoints"
+    ckpt = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_epochs=1)
+    loggers = [
+        CSVLogger(str(out), name="logs", version=""),
+        TensorBoardLogger(str(out), name="tensorboard", version=""),
+    ]
+    trainer = pl.Trainer(
+        max_epochs=module.total_epochs,
+        accelerator=accelerator,
+        devices=devices,
+        strategy=strategy,
+        precision=precision,
+        logger=loggers,
+        callbacks=[ckpt],
+        enable_progress_bar=not cfg.quiet,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        use_distributed_sampler=False,
+        reload_dataloaders_every_n_epochs=1,
+        deterministic=False,
+        gradient_clip_val=1.0 if module.automatic_optimization else None,
+        num_sanity_val_steps=0,
+    )
+    last = ckpt_dir / "last.ckpt"
+    ckpt_path = str(last) if cfg.resume and last.exists() else None
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    if not trainer.is_global_zero:
+        return results
+
+    results["trained"] = evaluate(module, dm, seed=cfg.seed)
+    results["plugins"] = [
+        f"{p.distribution}=={p.version}" for p in get_host().plugins() if p.status == "active"
+    ]
+    results["wall_time_s"] = round(time.time() - t0, 1)
+    results["stages"] = module.scheduler.num_stages()
+    results["view"], results["scheduler"] = parts["view_name"], parts["scheduler_name"]
+
+    _atomic_torch_save(
+        {
+            "encoders": {m: e.state_dict() for m, e in module.encoders.items()},
+            "objective": module.objective.state_dict(),
+            "method": cfg.method,
+            "kinds": parts["kinds"],
+            "image_encoder": cfg.image_encoder,
+            "text_encoder": cfg.text_encoder,
+        },
+        out / "encoders.pt",
+    )
+    (out / "metrics.json").write_text(json.dumps(results, indent=2, default=str))
+    plot_loss_curve(out / "logs" / "metrics.csv", module.stage_starts, out / "loss_curve.png")
+    plot_results(results, out / "results.png", title=f"{cfg.method} on {cfg.data}")
+    print(format_results_table(results, cfg))
+    return results
+
+
+def format_results_table(results: dict[str, Any], cfg: TrainConfig) -> str:
+    trained = results.get("trained", {})
+    init = results.get("init", {})
+    lines = [
+        "",
+        f"Results: method={cfg.method} data={cfg.data} seed={cfg.seed} "
+        f"({results.get('wall_time_s', '?')} s)",
+        f"{'metric':32s} {'random init':>12s} {'trained':>10s}",
+    ]
+    for key in sorted(trained):
+        before = f"{init[key]:.3f}" if key in init else "-"
+        lines.append(f"{key:32s} {before:>12s} {trained[key]:>10.3f}")
+    note = _retrieval_features_note(trained)
+    if note:
+        lines.append(note)
+    lines.append(f"Written to {cfg.out}: encoders.pt, metrics.json, logs/metrics.csv, *.png")
+    return "\n".join(lines)
+
+
+def _config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
+    fields = TrainConfig.__dataclass_fields__
+    values = {k: v for k, v in vars(args).items() if k in fields}
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def train_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    return train(_config_from_args(args))
+
+
+def compare_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    from .plots import plot_compare
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
+    table: dict[str, list[dict[str, float]]] = {}
+    for method in methods:
+        for seed in seeds:
+            cfg = _config_from_args(
+                args, method=method, seed=seed, out=str(Path(args.out) / f"{method}-seed{seed}"),
+                eval_init=False,
+            )
+            table.setdefault(method, []).append(train(cfg).get("trained", {}))
+    summary = summarize(table)
+    text = format_compare_table(summary, seeds)
+    print(text)
+    out = Path(args.out)
+    (out / "compare.md").write_text(text + "\n")
+    (out / "compare.json").write_text(json.dumps(summary, indent=2))
+    plot_compare(summary, out / "compare.png")
+    return summary
+
+
+def summarize(table: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, list[float]]]:
+    """method -> metric -> [mean, std] over seeds."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for method, runs in table.items():
+        keys = sorted(set().union(*[r.keys() for r in runs])) if runs else []
+        out[method] = {}
+        for k in keys:
+            vals = torch.tensor([r[k] for r in runs if k in r], dtype=torch.float64)
+            std = float(vals.std()) if len(vals) > 1 else 0.0
+            out[method][k] = [float(vals.mean()), std]
+    return out
+
+
+def format_compare_table(summary: dict[str, dict[str, list[float]]], seeds: list[int]) -> str:
+    metrics = sorted(set().union(*[m.keys() for m in summary.values()])) if summary else []
+    header = "| method | " + " | ".join(metrics) + " |"
+    sep = "|---|" + "---|" * len(metrics)
+    rows = [f"Mean ± std over seeds {seeds}", "", header, sep]
+    for method, vals in summary.items():
+        cells = [
+            f"{vals[k][0]:.3f} ± {vals[k][1]:.3f}" if k in vals else "-" for k in metrics
+        ]
+        rows.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
