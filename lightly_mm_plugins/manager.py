@@ -59,7 +59,7 @@ def normalize_dist(name: str) -> str:
 def _parse_list(value: str | None) -> set[str] | None:
     if value is None:
         return None
-    return {normalize_dist(v) for v in value.split(",") if v.strip()}
+    return {normalize_dist(v.strip()) for v in value.split(",") if v.strip()}
 
 
 def _env_flag(name: str) -> bool:
@@ -299,25 +299,37 @@ class PluginHost:
             raise ValueError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
         self._discover()
         with self._lock:
-            if kind not in self._registries:
-                self._registries[kind] = self._build(kind)
+            if not self._registries:
+                self._build_all()
             return self._registries[kind]
 
-    def _build(self, kind: str) -> Registry:
-        registry = Registry(kind, failure_hint=self._failure_hint)
-        hook = getattr(self.pm.hook, f"register_{kind}")
-        for impl in reversed(hook.get_hookimpls()):
-            info = self._plugins.get(impl.plugin_name)
-            if info is None or info.status == "failed":
-                continue
-            register = self._make_register(kind, registry, info)
-            try:
-                impl.function(**{a: register for a in impl.argnames if a == "register"})
-            except Exception as exc:  # noqa: BLE001
-                registry.discard_plugin(info.name)
-                info.provides.pop(kind, None)
-                self._fail(info, f"register_{kind}", exc)
-        return registry
+    def _build_all(self) -> None:
+        """Call every plugin's hooks; a plugin failing in one hook loses all its entries.
+
+        All kinds are built together so that the result does not depend on which
+        registry was asked for first.
+        """
+        registries = {
+            kind: Registry(kind, failure_hint=self._failure_hint) for kind in KINDS
+        }
+        failed: set[str] = set()
+        for kind in KINDS:
+            hook = getattr(self.pm.hook, f"register_{kind}")
+            for impl in reversed(hook.get_hookimpls()):
+                info = self._plugins.get(impl.plugin_name)
+                if info is None or info.status == "failed" or info.name in failed:
+                    continue
+                register = self._make_register(kind, registries[kind], info)
+                try:
+                    impl.function(**{a: register for a in impl.argnames if a == "register"})
+                except Exception as exc:  # noqa: BLE001
+                    failed.add(info.name)
+                    for reg in registries.values():
+                        reg.discard_plugin(info.name)
+                    info.provides.clear()
+                    self._registries = registries  # strict mode raises from _fail
+                    self._fail(info, f"register_{kind}", exc)
+        self._registries = registries
 
     def _make_register(
         self, kind: str, registry: Registry, info: PluginInfo
