@@ -339,8 +339,7 @@ def validate_batch(objective: Objective, batch: EncodedBatch) -> None:
         emb = batch.embeddings[m]
         if emb.dim() != 3 or emb.shape[0] != n:
             raise ValueError(
-                f"{name}: embeddings[{m!r}] must have shape (N={n}, V, D), got "
-                f"{tuple(emb.shape)}"
+                f"{name}: embeddings[{m!r}] must have shape (N={n}, V, D), got {tuple(emb.shape)}"
             )
         expected = objective.embedding_dims.get(m)
         if expected is not None and emb.shape[-1] != expected:
@@ -366,8 +365,7 @@ def validate_batch(objective: Objective, batch: EncodedBatch) -> None:
         raise ValueError(f"{name}: needs labels; use a labelled data set")
     if batch.instance_ids.shape != (n,):
         raise ValueError(
-            f"{name}: instance_ids must have shape ({n},), got "
-            f"{tuple(batch.instance_ids.shape)}"
+            f"{name}: instance_ids must have shape ({n},), got {tuple(batch.instance_ids.shape)}"
         )
 
 

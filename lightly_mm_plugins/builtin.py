@@ -9,9 +9,7 @@ from .registry import Register
 @hookimpl
 def register_heads(register: Register) -> None:
     register("linear", "lightly_mm_plugins.heads:linear_head", description="one Linear layer")
-    register(
-        "mlp", "lightly_mm_plugins.heads:mlp_head", description="Linear-ReLU-Linear (SimCLR)"
-    )
+    register("mlp", "lightly_mm_plugins.heads:mlp_head", description="Linear-ReLU-Linear (SimCLR)")
 
 
 @hookimpl

@@ -33,9 +33,7 @@ def _plugins_report(host: PluginHost, include_builtin: bool) -> dict[str, Any]:
                 "status": info.status,
                 "reason": info.reason,
                 "provides": {k: sorted(v) for k, v in sorted(info.provides.items())},
-                "errors": [
-                    {"stage": f.stage, "error": f.error} for f in info.failures
-                ],
+                "errors": [{"stage": f.stage, "error": f.error} for f in info.failures],
             }
         )
     conflicts = [
@@ -104,7 +102,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     try:
         host = get_host()
         report = _plugins_report(host, include_builtin=args.all)
-    except Exception as exc:  # noqa: BLE001 - strict mode re-raises plugin errors
+    except Exception as exc:
         if getattr(args, "action", None) == "check":
             print(f"lightly-mm plugins check: FAILED: {exc}", file=sys.stderr)
             return 1

@@ -129,8 +129,7 @@ def cross_modal_info_nce(
     check_temperature(temperature)
     if a.dim() != 2 or b.dim() != 2 or a.shape != b.shape:
         raise ValueError(
-            f"expected two (N, D) tensors of equal shape, got {tuple(a.shape)} and "
-            f"{tuple(b.shape)}"
+            f"expected two (N, D) tensors of equal shape, got {tuple(a.shape)} and {tuple(b.shape)}"
         )
     if normalize:
         a = F.normalize(a, dim=-1)

@@ -78,10 +78,7 @@ class PluginFailure:
     traceback: str = ""
 
     def summary(self) -> str:
-        return (
-            f"plugin {self.distribution!r} {self.version} failed at {self.stage}: "
-            f"{self.error}"
-        )
+        return f"plugin {self.distribution!r} {self.version} failed at {self.stage}: {self.error}"
 
 
 @dataclass
@@ -161,8 +158,7 @@ class PluginHost:
                 known |= {normalize_dist(n) for n in self._plugins}
                 for missing in sorted(self._allow - known):
                     warnings.warn(
-                        f"lightly-mm: plugin {missing!r} named in the allow-list "
-                        "is not installed",
+                        f"lightly-mm: plugin {missing!r} named in the allow-list is not installed",
                         stacklevel=3,
                     )
 
@@ -207,7 +203,7 @@ class PluginHost:
             return
         try:
             module = ep.load()
-        except Exception as exc:  # noqa: BLE001 - isolated and reported
+        except Exception as exc:
             self._fail(info, "import", exc)
             return
         self._register_module(module, info)
@@ -228,7 +224,7 @@ class PluginHost:
         try:
             self.pm.register(module, name=info.name)
             self.pm.check_pending()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.pm.unregister(name=info.name)
             self._fail(info, "validate", exc)
             return
@@ -248,8 +244,7 @@ class PluginHost:
                 raise PluginError(failure.summary()) from exc
             raise PluginError(failure.summary())
         warnings.warn(
-            f"lightly-mm: {failure.summary()}. Disable it with "
-            f"{ENV_DISABLE}={info.distribution}.",
+            f"lightly-mm: {failure.summary()}. Disable it with {ENV_DISABLE}={info.distribution}.",
             stacklevel=4,
         )
 
@@ -309,9 +304,7 @@ class PluginHost:
         All kinds are built together so that the result does not depend on which
         registry was asked for first.
         """
-        registries = {
-            kind: Registry(kind, failure_hint=self._failure_hint) for kind in KINDS
-        }
+        registries = {kind: Registry(kind, failure_hint=self._failure_hint) for kind in KINDS}
         failed: set[str] = set()
         for kind in KINDS:
             hook = getattr(self.pm.hook, f"register_{kind}")
@@ -322,7 +315,7 @@ class PluginHost:
                 register = self._make_register(kind, registries[kind], info)
                 try:
                     impl.function(**{a: register for a in impl.argnames if a == "register"})
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     failed.add(info.name)
                     for reg in registries.values():
                         reg.discard_plugin(info.name)
@@ -368,9 +361,7 @@ class PluginHost:
             registry.add(entry)
             info.provides.setdefault(kind, []).append(key)
             if trace:
-                logger.warning(
-                    "lightly-mm: %s registered %s %r", info.distribution, kind, key
-                )
+                logger.warning("lightly-mm: %s registered %s %r", info.distribution, kind, key)
 
         return register
 
@@ -393,9 +384,7 @@ class PluginHost:
         return list(self._failures)
 
     def conflicts(self) -> dict[str, dict[str, list[Entry]]]:
-        return {
-            kind: c for kind in KINDS if (c := self.registry(kind).conflicts())
-        }
+        return {kind: c for kind in KINDS if (c := self.registry(kind).conflicts())}
 
     def create(self, kind: str, name: str, /, **kwargs: Any) -> Any:
         return self.registry(kind).create(name, **kwargs)

@@ -68,7 +68,7 @@ class Entry:
             obj: Any = module
             for part in attr.split("."):
                 obj = getattr(obj, part)
-        except Exception as exc:  # noqa: BLE001 - reported with context
+        except Exception as exc:
             raise PluginError(
                 f"{KIND_SINGULAR[self.kind]} {self.name!r} from plugin "
                 f"{self.distribution!r} {self.version}: cannot import factory "

@@ -178,7 +178,11 @@ class ModalityView(View):
                     f"{sorted(sample.observations)})"
                 )
             obs = sample.observations[m]
-            k = self.views_per_modality[m] if train else (None if self.modalities[m] == "text" else 1)
+            k = (
+                self.views_per_modality[m]
+                if train
+                else (None if self.modalities[m] == "text" else 1)
+            )
             chosen = self.pick(m, obs, k)
             out[m] = [transforms[m](o) for o in chosen]
         return Sample(sample.instance_id, out, sample.label, dict(sample.extras))

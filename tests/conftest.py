@@ -20,4 +20,3 @@ def fake_plugin_path(monkeypatch: pytest.MonkeyPatch) -> Path:
         if name.startswith("lmm_"):
             del sys.modules[name]
     return FAKE_PLUGINS
-

@@ -26,46 +26,74 @@ def _kv(text: str) -> dict[str, Any]:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="default",
-                   help="'default' (embedded digits + captions), 'synthetic' (FactorCL "
-                        "vectors), or a .jsonl / COCO .json / .csv annotation file")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="epochs per stage (default: 3 on the embedded data, 10 elsewhere)")
+    p.add_argument(
+        "--data",
+        default="default",
+        help="'default' (embedded digits + captions), 'synthetic' (FactorCL "
+        "vectors), or a .jsonl / COCO .json / .csv annotation file",
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs per stage (default: 3 on the embedded data, 10 elsewhere)",
+    )
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--warmup-epochs", type=float, default=0.5)
     p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--image-encoder", default=None,
-                   help="small-resnet (default), resnet18, resnet50, vit")
+    p.add_argument(
+        "--image-encoder", default=None, help="small-resnet (default), resnet18, resnet50, vit"
+    )
     p.add_argument("--text-encoder", default=None, help="minilm (default, offline)")
-    p.add_argument("--train-text", action="store_true",
-                   help="fine-tune the text transformer (default: frozen)")
+    p.add_argument(
+        "--train-text", action="store_true", help="fine-tune the text transformer (default: frozen)"
+    )
     p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda"])
     p.add_argument("--devices", default="1", help="number of devices (DDP when > 1)")
-    p.add_argument("--precision", default=None,
-                   help="Lightning precision (default: bf16-mixed on GPU, 32 on CPU)")
+    p.add_argument(
+        "--precision",
+        default=None,
+        help="Lightning precision (default: bf16-mixed on GPU, 32 on CPU)",
+    )
     p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--limit-train-samples", type=int, default=None,
-                   help="use only the first N training instances (quick runs)")
-    p.add_argument("--on-error", choices=["raise", "skip"], default="raise",
-                   help="bad data: fail fast (default) or skip and count")
+    p.add_argument(
+        "--limit-train-samples",
+        type=int,
+        default=None,
+        help="use only the first N training instances (quick runs)",
+    )
+    p.add_argument(
+        "--on-error",
+        choices=["raise", "skip"],
+        default="raise",
+        help="bad data: fail fast (default) or skip and count",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", required=True, help="a registered objective name")
-    p.add_argument("--method-args", type=_kv, default={},
-                   help="objective keyword arguments, e.g. temperature=0.1,projection_dim=64")
+    p.add_argument(
+        "--method-args",
+        type=_kv,
+        default={},
+        help="objective keyword arguments, e.g. temperature=0.1,projection_dim=64",
+    )
     p.add_argument("--view", default=None, help="view name (default: the objective's)")
     p.add_argument("--view-args", type=_kv, default={})
-    p.add_argument("--scheduler", default=None,
-                   help="stage scheduler name (default: the objective's, else 'single')")
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        help="stage scheduler name (default: the objective's, else 'single')",
+    )
     p.add_argument("--scheduler-args", type=_kv, default={})
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="lightly_mm_runs/run", help="output directory")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from OUT/checkpoints/last.ckpt if it exists")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt if it exists"
+    )
     _common(p)
     p.set_defaults(func=_run_train)
 

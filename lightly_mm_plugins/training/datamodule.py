@@ -106,9 +106,11 @@ class MultimodalDataModule(pl.LightningDataModule):
         self.train_views = ViewDataset(train_set, view, train=True)
         self.train_eval_views = ViewDataset(train_set, view, train=False)
         self.test_eval_views = ViewDataset(test_set, view, train=False)
-        self._instance_ids = torch.tensor(
-            [train_set[i].instance_id for i in range(len(train_set))]
-        ) if scheduler is not None else None
+        self._instance_ids = (
+            torch.tensor([train_set[i].instance_id for i in range(len(train_set))])
+            if scheduler is not None
+            else None
+        )
 
     def collate(self, samples: list[Any]) -> Any:
         from ..data import collate_samples

@@ -116,7 +116,9 @@ class MultimodalModule(pl.LightningModule):
     def _finish_stage(self, stage: int) -> None:
         """Snapshot encoders and let the scheduler act (e.g. MCL clustering)."""
         if len(self.stage_snapshots) <= stage:
-            snap = copy.deepcopy(nn.ModuleDict({"encoders": self.encoders, "objective": self.objective}))
+            snap = copy.deepcopy(
+                nn.ModuleDict({"encoders": self.encoders, "objective": self.objective})
+            )
             for p in snap.parameters():
                 p.requires_grad_(False)
             self.stage_snapshots.append(snap.eval())
@@ -126,7 +128,8 @@ class MultimodalModule(pl.LightningModule):
         self.scheduler.on_stage_end(context)
         plan = self.scheduler.plan(stage + 1)
         if plan.reinit_from_stage0 and len(self.stage_snapshots) > 0:
-            self.encoders.load_state_dict(self.stage_snapshots[0]["encoders"].state_dict())
+            first: Any = self.stage_snapshots[0]
+            self.encoders.load_state_dict(first["encoders"].state_dict())
 
     @torch.no_grad()
     def embed_training_set(self) -> tuple[Tensor, Tensor]:
@@ -151,17 +154,17 @@ class MultimodalModule(pl.LightningModule):
                     f"modality {m!r} missing from the batch (has {sorted(batch.observations)})"
                 )
             obs, mask = batch.observations[m], batch.masks[m]
-            out = encode_observations(self.encoders[m], obs, mask, req.local_features)
-            embeddings[m] = out[0]
-            if req.local_features:
-                local[m], local_masks[m] = out[1], out[2]
+            emb, loc, lmask = encode_observations(self.encoders[m], obs, mask, req.local_features)
+            embeddings[m] = emb
+            if loc is not None and lmask is not None:
+                local[m], local_masks[m] = loc, lmask
             if self.momentum_encoders is not None:
                 with torch.no_grad():
                     mout = encode_observations(
                         self.momentum_encoders[m], obs, mask, req.local_features
                     )
                 momentum[m] = mout[0]
-                if req.local_features:
+                if mout[1] is not None:
                     momentum_local[m] = mout[1]
         pseudo = self.scheduler.pseudo_labels(self.current_stage, batch.instance_ids.cpu())
         return EncodedBatch(
@@ -214,7 +217,7 @@ class MultimodalModule(pl.LightningModule):
         return None
 
     def _manual_step(self, loss: Tensor, encoded: EncodedBatch) -> None:
-        opt_main, opt_aux = self.optimizers()  # type: ignore[misc]
+        opt_main, opt_aux = self.optimizers()  # type: ignore[misc,attr-defined]
         sched = self.lr_schedulers()
         opt_main.zero_grad()
         self.manual_backward(loss)
@@ -262,7 +265,7 @@ class MultimodalModule(pl.LightningModule):
             "current_stage": self.current_stage,
             "num_snapshots": len(self.stage_snapshots),
             "scheduler": self.scheduler.state_dict(),
-            "objective_class": f"{type(self.objective).__module__}.{type(self.objective).__qualname__}",
+            "objective_class": _class_path(self.objective),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -274,14 +277,16 @@ class MultimodalModule(pl.LightningModule):
                 "this checkpoint was not written by lightly-mm train; start a new run "
                 "without --resume or point --out elsewhere"
             )
-        mine = f"{type(self.objective).__module__}.{type(self.objective).__qualname__}"
+        mine = _class_path(self.objective)
         if state["objective_class"] != mine:
             raise CheckpointError(
                 f"checkpoint is from objective {state['objective_class']}, this run uses "
                 f"{mine}; use the same --method or another --out"
             )
         while len(self.stage_snapshots) < state["num_snapshots"]:
-            snap = copy.deepcopy(nn.ModuleDict({"encoders": self.encoders, "objective": self.objective}))
+            snap = copy.deepcopy(
+                nn.ModuleDict({"encoders": self.encoders, "objective": self.objective})
+            )
             for p in snap.parameters():
                 p.requires_grad_(False)
             self.stage_snapshots.append(snap.eval())
@@ -300,13 +305,19 @@ class MultimodalModule(pl.LightningModule):
         models = list(self.stage_snapshots) if final else []
         parts = []
         for snap in models:
-            emb = encode_observations(snap["encoders"][modality], obs, mask, False)[0]
-            parts.append(snap["objective"].representation(modality, emb[mask]))
+            encs: Any = snap["encoders"]  # type: ignore[index]
+            obj: Any = snap["objective"]  # type: ignore[index]
+            emb = encode_observations(encs[modality], obs, mask, False)[0]
+            parts.append(obj.representation(modality, emb[mask]))
         emb = encode_observations(self.encoders[modality], obs, mask, False)[0]
         parts.append(self.objective.representation(modality, emb[mask]))
         if len(parts) == 1:
             return parts[0]
         return self.scheduler.combine(parts)
+
+
+def _class_path(obj: object) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
 def encode_observations(
@@ -315,13 +326,16 @@ def encode_observations(
     """Encode the valid observations ``(N, V, ...)`` into ``(N, V, D)`` (zeros at padding)."""
     n, v = mask.shape
     flat_mask = mask.reshape(-1)
+    flat: Any
     if isinstance(obs, Tensor):
         flat = obs.reshape(n * v, *obs.shape[2:])[flat_mask]
     else:
-        flat = [s for row in obs for s in row]
-        flat = [s for s, keep in zip(flat, flat_mask.tolist()) if keep]
+        strings = [s for row in obs for s in row]
+        flat = [s for s, keep in zip(strings, flat_mask.tolist()) if keep]
+    loc: Tensor | None
+    lmask: Tensor | None
     if want_local:
-        g, loc, lmask = encoder.forward_local(flat)
+        g, loc, lmask = encoder.forward_local(flat)  # type: ignore[operator]
     else:
         g, loc, lmask = encoder(flat), None, None
     out = g.new_zeros(n * v, g.shape[-1])

@@ -282,7 +282,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         accelerator=accelerator,
         devices=devices,
         strategy=strategy,
-        precision=precision,
+        precision=precision,  # type: ignore[arg-type]
         logger=loggers,
         callbacks=[ckpt],
         enable_progress_bar=not cfg.quiet,
@@ -365,7 +365,10 @@ def compare_from_args(args: argparse.Namespace) -> dict[str, Any]:
     for method in methods:
         for seed in seeds:
             cfg = _config_from_args(
-                args, method=method, seed=seed, out=str(Path(args.out) / f"{method}-seed{seed}"),
+                args,
+                method=method,
+                seed=seed,
+                out=str(Path(args.out) / f"{method}-seed{seed}"),
                 eval_init=False,
             )
             table.setdefault(method, []).append(train(cfg).get("trained", {}))
@@ -398,8 +401,6 @@ def format_compare_table(summary: dict[str, dict[str, list[float]]], seeds: list
     sep = "|---|" + "---|" * len(metrics)
     rows = [f"Mean ± std over seeds {seeds}", "", header, sep]
     for method, vals in summary.items():
-        cells = [
-            f"{vals[k][0]:.3f} ± {vals[k][1]:.3f}" if k in vals else "-" for k in metrics
-        ]
+        cells = [f"{vals[k][0]:.3f} ± {vals[k][1]:.3f}" if k in vals else "-" for k in metrics]
         rows.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(rows)

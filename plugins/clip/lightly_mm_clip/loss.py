@@ -59,9 +59,7 @@ class CLIPLoss(nn.Module):
     def temperature(self) -> float:
         return float(1.0 / self.log_scale.detach().exp().clamp(max=100.0))
 
-    def forward(
-        self, out0: Tensor, out1: Tensor, pseudo_labels: Tensor | None = None
-    ) -> Tensor:
+    def forward(self, out0: Tensor, out1: Tensor, pseudo_labels: Tensor | None = None) -> Tensor:
         scale = self.log_scale.exp().clamp(max=100.0)
         # Scaling the inputs by sqrt(scale) keeps the temperature differentiable
         # while reusing the shared, tested InfoNCE.

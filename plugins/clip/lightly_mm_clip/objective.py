@@ -59,7 +59,9 @@ class CLIPObjective(Objective):
         self.pair = self.modalities[:2]
         self.heads = nn.ModuleDict(
             {
-                m: build_projection(self.embedding_dims[m], projection_dim, num_layers=projection_layers)
+                m: build_projection(
+                    self.embedding_dims[m], projection_dim, num_layers=projection_layers
+                )
                 for m in self.pair
             }
         )

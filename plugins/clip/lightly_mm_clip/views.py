@@ -15,9 +15,7 @@ class CLIPView(ModalityView):
         >>> view = CLIPView(modalities={"image": "image", "text": "text"})
     """
 
-    def __init__(
-        self, modalities: Mapping[str, str], image_size: int = 32, **kwargs: Any
-    ) -> None:
+    def __init__(self, modalities: Mapping[str, str], image_size: int = 32, **kwargs: Any) -> None:
         super().__init__(
             modalities,
             views_per_modality={m: 1 for m in modalities},

@@ -46,7 +46,9 @@ def test_hand_value_is_what_we_think():
 
 def test_temperature_is_respected_and_validated():
     a, b = torch.tensor(A), torch.tensor(B)
-    assert CLIPLoss(temperature=0.1)(a, b).item() != pytest.approx(CLIPLoss(temperature=1.0)(a, b).item())
+    assert CLIPLoss(temperature=0.1)(a, b).item() != pytest.approx(
+        CLIPLoss(temperature=1.0)(a, b).item()
+    )
     for bad in (0.0, -0.1, float("nan")):
         with pytest.raises(ValueError, match="temperature"):
             CLIPLoss(temperature=bad)
