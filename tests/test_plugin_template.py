@@ -19,10 +19,22 @@ def installed_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build = tmp_path_factory.mktemp("build")
     proc = subprocess.run(
         [
-            sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-            "--no-build-isolation", "--no-index", "--target", str(target), str(TEMPLATE),
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(target),
+            str(TEMPLATE),
         ],
-        capture_output=True, text=True, timeout=300, cwd=build,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=build,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return target
