@@ -221,7 +221,9 @@ class Requirements:
     Attributes:
         modalities: How many modalities the objective contrasts (usually 2).
         min_views: Observations per modality the objective needs in
-            ``EncodedBatch.embeddings`` (2 for intra-modal terms on two views).
+            ``EncodedBatch.embeddings`` (2 for intra-modal terms on two views):
+            one number for every modality, or a mapping by modality name
+            (e.g. ``{"image": 2, "text": 1}``; missing names need 1).
         multifold: Uses every observation of an instance (``masks`` and
             ``instance_ids`` matter), e.g. MXM-CLR.
         momentum: Needs momentum (EMA) encoder embeddings in ``batch.momentum``.
@@ -234,7 +236,7 @@ class Requirements:
     """
 
     modalities: int = 2
-    min_views: int = 1
+    min_views: int | Mapping[str, int] = 1
     multifold: bool = False
     momentum: bool = False
     momentum_decay: float = 0.995
@@ -242,6 +244,12 @@ class Requirements:
     labels: bool = False
     pseudo_labels: bool = False
     distributed: DistributedKind = DistributedKind.GATHER_FOR_NEGATIVES
+
+    def views_needed(self, modality: str) -> int:
+        """Observations of ``modality`` the objective needs."""
+        if isinstance(self.min_views, Mapping):
+            return int(self.min_views.get(modality, 1))
+        return int(self.min_views)
 
 
 @dataclass
@@ -347,9 +355,9 @@ def validate_batch(objective: Objective, batch: EncodedBatch) -> None:
                 f"{name}: embeddings[{m!r}] have {emb.shape[-1]} features but the "
                 f"objective was built for {expected}"
             )
-        if emb.shape[1] < req.min_views:
+        if emb.shape[1] < req.views_needed(m):
             raise ValueError(
-                f"{name}: needs {req.min_views} views of {m!r}, got {emb.shape[1]}. "
+                f"{name}: needs {req.views_needed(m)} views of {m!r}, got {emb.shape[1]}. "
                 "Use a view that produces them."
             )
         if not torch.isfinite(emb).all():

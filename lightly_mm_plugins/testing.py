@@ -75,13 +75,19 @@ def random_batch(
     """
     req = objective.requirements
     g = torch.Generator().manual_seed(seed)
-    views = max(req.min_views, 3 if req.multifold else 1)
 
     def randn(*shape: int) -> Tensor:
         return torch.randn(*shape, generator=g).to(dtype)
 
-    emb = {m: randn(batch_size, views, objective.embedding_dims[m]) for m in objective.modalities}
-    masks = {m: torch.ones(batch_size, views, dtype=torch.bool) for m in emb}
+    emb = {
+        m: randn(
+            batch_size,
+            max(req.views_needed(m), 3 if req.multifold else 1),
+            objective.embedding_dims[m],
+        )
+        for m in objective.modalities
+    }
+    masks = {m: torch.ones(e.shape[:2], dtype=torch.bool) for m, e in emb.items()}
     if req.multifold:
         for m in masks:
             masks[m][0, -1] = False  # one padded fold
@@ -90,8 +96,10 @@ def random_batch(
     if req.momentum and "momentum" not in drop:
         momentum = {m: randn(*e.shape) for m, e in emb.items()}
     if req.local_features and "local" not in drop:
-        local = {m: randn(batch_size, views, NUM_LOCAL, e.shape[-1]) for m, e in emb.items()}
-        local_masks = {m: torch.ones(batch_size, views, NUM_LOCAL, dtype=torch.bool) for m in emb}
+        local = {m: randn(*e.shape[:2], NUM_LOCAL, e.shape[-1]) for m, e in emb.items()}
+        local_masks = {
+            m: torch.ones(*e.shape[:2], NUM_LOCAL, dtype=torch.bool) for m, e in emb.items()
+        }
         momentum_local = {m: randn(*t.shape) for m, t in local.items()}
     labels = None
     if "labels" not in drop:
@@ -111,9 +119,26 @@ def random_batch(
     )
 
 
+def objective_kwargs(entry: Entry) -> dict[str, Any]:
+    """What the pipeline passes a factory: sizes, modalities, and local sizes if accepted."""
+    import inspect
+
+    kwargs: dict[str, Any] = {
+        "embedding_dims": dict(EMBEDDING_DIMS),
+        "modalities": tuple(EMBEDDING_DIMS),
+    }
+    try:
+        params = inspect.signature(entry.resolve()).parameters
+    except (TypeError, ValueError):
+        params = {}  # type: ignore[assignment]
+    if "local_dims" in params:
+        kwargs["local_dims"] = dict(EMBEDDING_DIMS)
+    return kwargs
+
+
 def build_objective(entry: Entry, seed: int = 0) -> Objective:
     torch.manual_seed(seed)
-    obj = entry.create(embedding_dims=dict(EMBEDDING_DIMS), modalities=tuple(EMBEDDING_DIMS))
+    obj = entry.create(**objective_kwargs(entry))
     if not isinstance(obj, Objective):
         raise TypeError(f"factory returned {type(obj).__name__}, not an api.Objective")
     return obj

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import tempfile
@@ -101,8 +102,11 @@ def build_components(cfg: TrainConfig) -> dict[str, Any]:
             dim = int(train_set[0].observations[m][0].shape[-1])
             encoders[m] = build_encoder("vector", None, input_dim=dim)
     embedding_dims = {m: int(e.feature_dim) for m, e in encoders.items()}
+    extra: dict[str, Any] = {}
+    if "local_dims" in inspect.signature(obj_entry.resolve()).parameters:
+        extra["local_dims"] = {m: int(e.local_dim or e.feature_dim) for m, e in encoders.items()}
     objective = obj_entry.create(
-        embedding_dims=embedding_dims, modalities=tuple(kinds), **cfg.method_args
+        embedding_dims=embedding_dims, modalities=tuple(kinds), **extra, **cfg.method_args
     )
     view_name = cfg.view or obj_entry.metadata.get("view") or "paired"
     view = host.registry("views").create(

@@ -1,0 +1,36 @@
+"""lightly-mm-tcl: Triple Contrastive Learning (Yang et al., CVPR 2022) as a plugin.
+
+Attributes are imported lazily so that loading the plugin (``plugin.py``)
+does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = [
+    "CrossModalAlignmentLoss",
+    "FeatureQueue",
+    "IntraModalContrastLoss",
+    "LocalMutualInfoLoss",
+    "TCLLoss",
+    "TCLObjective",
+    "TCLView",
+]
+
+_WHERE = {
+    "CrossModalAlignmentLoss": "loss",
+    "IntraModalContrastLoss": "loss",
+    "LocalMutualInfoLoss": "loss",
+    "TCLLoss": "loss",
+    "FeatureQueue": "queue",
+    "TCLObjective": "objective",
+    "TCLView": "views",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

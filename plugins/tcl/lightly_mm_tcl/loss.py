@@ -1,0 +1,638 @@
+"""TCL's three alignment terms as ``lightly.loss``-style modules.
+
+Triple Contrastive Learning (Yang et al., "Vision-Language Pre-Training with
+Triple Contrastive Learning", CVPR 2022) trains with six InfoNCE-type terms
+(official code: ``models/model_pretrain.py``, ``ALBEF.forward``), grouped here
+in three modules, one per idea of the paper:
+
+* :class:`CrossModalAlignmentLoss` (CMA, Eq. 3-5 with momentum distillation):
+  ``L_i2t`` and ``L_t2i``.
+* :class:`IntraModalContrastLoss` (IMC, Eq. 6-7): ``L_i2i`` or ``L_t2t`` for
+  one modality.
+* :class:`LocalMutualInfoLoss` (LMI, Eq. 8-9, ``in_batch_g2l_loss``): global
+  summary vs local (patch / token) features of one modality.
+
+:class:`TCLLoss` combines them with one shared (learnable, clamped) temperature
+and per-term weights. Notation below: ``n(x) = x / ||x||``, ``tau`` the
+temperature, ``B`` the batch, ``Q`` the queue of past momentum features.
+
+Example:
+    >>> import torch
+    >>> loss_fn = TCLLoss(local_weight=0.0)
+    >>> v, t = torch.randn(4, 8), torch.randn(4, 8)
+    >>> loss = loss_fn(v, t, v + 0.1, t + 0.1)
+    >>> loss.shape
+    torch.Size([])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lightly_mm_plugins.losses import (
+    check_gather_distributed,
+    check_temperature,
+    gather_cat,
+    rank_offset,
+)
+
+__all__ = [
+    "NO_INSTANCE",
+    "CrossModalAlignmentLoss",
+    "IntraModalContrastLoss",
+    "LocalMutualInfoLoss",
+    "TCLLoss",
+    "grid_pool",
+    "soft_cross_entropy",
+    "tcl_targets",
+]
+
+#: Instance id of a queue slot that holds no real feature yet (random init).
+NO_INSTANCE: int = torch.iinfo(torch.int64).min
+
+TERMS: tuple[str, ...] = ("cross_modal", "intra_modal", "local")
+
+
+def _tau(default: float, temperature: Tensor | float | None) -> Tensor | float:
+    """The temperature to use: the override (e.g. a learnable one) or the default."""
+    if temperature is None:
+        return default
+    if isinstance(temperature, Tensor):
+        if temperature.numel() != 1 or not bool((temperature.detach() > 0).all()):
+            raise ValueError(f"temperature must be a positive scalar, got {temperature.detach()}")
+        return temperature
+    return check_temperature(temperature)
+
+
+def _check_2d(name: str, x: Tensor, dim: int | None = None, n: int | None = None) -> None:
+    if x.dim() != 2:
+        raise ValueError(f"{name} must have shape (N, D), got {tuple(x.shape)}")
+    if dim is not None and x.shape[1] != dim:
+        raise ValueError(f"{name} has {x.shape[1]} features, expected {dim}")
+    if n is not None and x.shape[0] != n:
+        raise ValueError(f"{name} has {x.shape[0]} rows, expected {n} (one per query)")
+
+
+def _check_queue(name: str, queue: Tensor | None, dim: int) -> None:
+    if queue is None:
+        return
+    if queue.dim() != 2 or queue.shape[1] != dim:
+        raise ValueError(
+            f"{name} must have shape (Q, D={dim}) (one stored feature per row), got "
+            f"{tuple(queue.shape)}"
+        )
+
+
+def _up(x: Tensor) -> Tensor:
+    """Half-precision logits (mixed precision) are upcast to float32; others kept."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
+    """``-1/N sum_i sum_c targets[i, c] log softmax(logits[i])_c`` (rows of targets sum to 1)."""
+    return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def tcl_targets(
+    num_queries: int,
+    num_keys: int,
+    num_queue: int,
+    *,
+    offset: int = 0,
+    instance_ids: Tensor | None = None,
+    key_ids: Tensor | None = None,
+    queue_ids: Tensor | None = None,
+    device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Hard targets ``Y`` over the candidates ``[keys (num_keys), queue (num_queue)]``.
+
+    Without ids (official pre-training, ``model_pretrain.py``): one-hot at
+    column ``offset + i`` (the momentum key of the query's own pair). With
+    ``instance_ids`` (official retrieval fine-tuning, ``model_retrieval.py``,
+    ``idx_queue``): every candidate with the query's instance id is a positive
+    and ``Y_ic = pos_ic / sum_c' pos_ic'``, so stale copies of the same instance
+    in the queue are not pushed away as negatives.
+
+    Returns:
+        ``(num_queries, num_keys + num_queue)`` tensor whose rows sum to 1.
+    """
+    total = num_keys + num_queue
+    if instance_ids is None:
+        targets = torch.zeros(num_queries, total, device=device, dtype=dtype)
+        rows = torch.arange(num_queries, device=device)
+        targets[rows, rows + offset] = 1.0
+        return targets
+    if key_ids is None:
+        raise ValueError("tcl_targets: instance_ids given without key_ids")
+    ids = instance_ids.reshape(-1, 1)
+    if queue_ids is None:
+        queue_ids = torch.full((num_queue,), NO_INSTANCE, dtype=ids.dtype, device=ids.device)
+    candidates = torch.cat([key_ids.reshape(-1), queue_ids.reshape(-1).to(ids.dtype)])
+    if candidates.shape[0] != total:
+        raise ValueError(f"tcl_targets: {candidates.shape[0]} candidate ids for {total} candidates")
+    pos = (ids == candidates.reshape(1, -1)).to(dtype)
+    if not bool((pos.sum(dim=1) > 0).all()):
+        raise ValueError("tcl_targets: a query has no positive among the candidates")
+    return pos / pos.sum(dim=1, keepdim=True)
+
+
+def _candidates(keys: Tensor, queue: Tensor | None) -> Tensor:
+    if queue is None or queue.shape[0] == 0:
+        return keys
+    return torch.cat([keys, queue.detach().to(keys.dtype)], dim=0)
+
+
+class CrossModalAlignmentLoss(nn.Module):
+    """Cross-modal alignment with momentum distillation (TCL's CMA, ``L_i2t + L_t2i``).
+
+    With online features ``v_i = n(out0_i)``, ``t_i = n(out1_i)``, momentum
+    features ``v^_i = n(momentum0_i)``, ``t^_i = n(momentum1_i)`` (no gradient)
+    and candidate sets ``I^ = [v^_1..v^_B, Q_0]``, ``T^ = [t^_1..t^_B, Q_1]``::
+
+        L_i2t = -1/B sum_i sum_c [a softmax(v^_i.T^/tau)_c + (1-a) Y_ic] log softmax(v_i.T^/tau)_c
+        L_t2i = -1/B sum_i sum_c [a softmax(t^_i.I^/tau)_c + (1-a) Y_ic] log softmax(t_i.I^/tau)_c
+        L_cma = (L_i2t + L_t2i) / 2
+
+    ``Y`` is the one-hot pair target (see :func:`tcl_targets`), ``a`` the
+    distillation weight ``alpha`` (official ``sim_i2t_targets``). With
+    ``alpha=0``, no queue and momentum features equal to the online ones this
+    is CLIP's symmetric InfoNCE. Queue rows must already be L2-normalised.
+
+    Args:
+        temperature: Default ``tau`` (paper init 0.07); ``forward`` can override.
+        alpha: Default distillation weight (paper 0.4).
+        gather_distributed: Use the momentum keys of all ranks as candidates
+            (non-differentiable all-gather; they carry no gradient anyway). The
+            official code contrasts within the rank's batch plus the queue.
+
+    Shapes:
+        ``forward(out0 (N, D), out1 (N, D), momentum0 (N, D), momentum1 (N, D),
+        queue0 (Q, D) | None, queue1 (Q, D) | None) -> ()``
+
+    Example:
+        >>> import torch
+        >>> loss_fn = CrossModalAlignmentLoss(alpha=0.4)
+        >>> v, t = torch.randn(4, 8), torch.randn(4, 8)
+        >>> loss = loss_fn(v, t, v.detach(), t.detach())
+    """
+
+    def __init__(
+        self, temperature: float = 0.07, alpha: float = 0.4, gather_distributed: bool = False
+    ) -> None:
+        super().__init__()
+        self.temperature = check_temperature(temperature)
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        check_gather_distributed(gather_distributed)
+        self.alpha = float(alpha)
+        self.gather_distributed = gather_distributed
+
+    def forward(
+        self,
+        out0: Tensor,
+        out1: Tensor,
+        momentum0: Tensor,
+        momentum1: Tensor,
+        queue0: Tensor | None = None,
+        queue1: Tensor | None = None,
+        *,
+        instance_ids: Tensor | None = None,
+        queue_ids: Tensor | None = None,
+        temperature: Tensor | float | None = None,
+        alpha: float | None = None,
+    ) -> Tensor:
+        tau = _tau(self.temperature, temperature)
+        a = self.alpha if alpha is None else float(alpha)
+        if not 0.0 <= a <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {a}")
+        _check_2d("out0", out0)
+        n, dim = out0.shape
+        _check_2d("out1", out1, dim, n)
+        _check_2d("momentum0", momentum0, dim, n)
+        _check_2d("momentum1", momentum1, dim, n)
+        _check_queue("queue0", queue0, dim)
+        _check_queue("queue1", queue1, dim)
+        if (queue0 is None) != (queue1 is None) or (
+            queue0 is not None and queue1 is not None and queue0.shape != queue1.shape
+        ):
+            raise ValueError("queue0 and queue1 must both be given with equal shapes, or both None")
+
+        v = F.normalize(out0, dim=1)
+        t = F.normalize(out1, dim=1)
+        with torch.no_grad():
+            v_m = F.normalize(momentum0.detach(), dim=1)
+            t_m = F.normalize(momentum1.detach(), dim=1)
+            v_keys = gather_cat(v_m, self.gather_distributed)
+            t_keys = gather_cat(t_m, self.gather_distributed)
+            image_all = _candidates(v_keys, queue0)
+            text_all = _candidates(t_keys, queue1)
+            key_ids = (
+                gather_cat(instance_ids, self.gather_distributed)
+                if instance_ids is not None
+                else None
+            )
+            targets = tcl_targets(
+                n,
+                v_keys.shape[0],
+                image_all.shape[0] - v_keys.shape[0],
+                offset=rank_offset(n, self.gather_distributed),
+                instance_ids=instance_ids,
+                key_ids=key_ids,
+                queue_ids=queue_ids,
+                device=out0.device,
+                dtype=_up(out0).dtype,
+            )
+            if a > 0:
+                tau_d = tau.detach() if isinstance(tau, Tensor) else tau
+                soft_i2t = F.softmax(_up(v_m @ text_all.T) / tau_d, dim=1)
+                soft_t2i = F.softmax(_up(t_m @ image_all.T) / tau_d, dim=1)
+                targets_i2t = a * soft_i2t + (1 - a) * targets
+                targets_t2i = a * soft_t2i + (1 - a) * targets
+            else:
+                targets_i2t = targets_t2i = targets
+        logits_i2t = _up(v @ text_all.T) / tau
+        logits_t2i = _up(t @ image_all.T) / tau
+        loss_i2t = soft_cross_entropy(logits_i2t, targets_i2t)
+        loss_t2i = soft_cross_entropy(logits_t2i, targets_t2i)
+        return 0.5 * (loss_i2t + loss_t2i)
+
+
+class IntraModalContrastLoss(nn.Module):
+    """Intra-modal contrast of one modality (TCL's IMC, ``L_i2i`` or ``L_t2t``).
+
+    The query is the online feature ``x_i = n(out_i)`` of one view, the
+    positive the momentum feature ``x^_i = n(momentum_i)`` of the *other*
+    augmented view (images) or of the same caption (text, official code), the
+    negatives the other momentum keys and the queue of the same modality::
+
+        L_x2x = -1/B sum_i sum_c Y_ic log softmax(x_i . [x^_1..x^_B, Q] / tau)_c
+
+    Hard targets only (no distillation), as ``loss_i2i`` / ``loss_t2t`` in the
+    official ``model_pretrain.py``. Queue rows must be L2-normalised.
+
+    Args:
+        temperature: Default ``tau``; ``forward`` can override.
+        gather_distributed: Use the momentum keys of all ranks as negatives.
+
+    Shapes:
+        ``forward(out (N, D), momentum (N, D), queue (Q, D) | None) -> ()``
+
+    Example:
+        >>> import torch
+        >>> loss_fn = IntraModalContrastLoss()
+        >>> x = torch.randn(4, 8)
+        >>> loss = loss_fn(x, x.detach() + 0.1)
+    """
+
+    def __init__(self, temperature: float = 0.07, gather_distributed: bool = False) -> None:
+        super().__init__()
+        self.temperature = check_temperature(temperature)
+        check_gather_distributed(gather_distributed)
+        self.gather_distributed = gather_distributed
+
+    def forward(
+        self,
+        out: Tensor,
+        momentum: Tensor,
+        queue: Tensor | None = None,
+        *,
+        instance_ids: Tensor | None = None,
+        queue_ids: Tensor | None = None,
+        temperature: Tensor | float | None = None,
+    ) -> Tensor:
+        tau = _tau(self.temperature, temperature)
+        _check_2d("out", out)
+        n, dim = out.shape
+        _check_2d("momentum", momentum, dim, n)
+        _check_queue("queue", queue, dim)
+        x = F.normalize(out, dim=1)
+        with torch.no_grad():
+            keys = gather_cat(F.normalize(momentum.detach(), dim=1), self.gather_distributed)
+            candidates = _candidates(keys, queue)
+            key_ids = (
+                gather_cat(instance_ids, self.gather_distributed)
+                if instance_ids is not None
+                else None
+            )
+            targets = tcl_targets(
+                n,
+                keys.shape[0],
+                candidates.shape[0] - keys.shape[0],
+                offset=rank_offset(n, self.gather_distributed),
+                instance_ids=instance_ids,
+                key_ids=key_ids,
+                queue_ids=queue_ids,
+                device=out.device,
+                dtype=_up(out).dtype,
+            )
+        logits = _up(x @ candidates.T) / tau
+        return soft_cross_entropy(logits, targets)
+
+
+def grid_pool(local: Tensor, grid: int) -> Tensor:
+    """Average-pool square-grid local features to ``grid x grid`` regions.
+
+    ``local`` ``(N, L, D)`` with ``L = s * s`` cells in row-major order (ViT
+    patch tokens, flattened CNN feature maps). TCL's ``patch_pooling`` turns
+    the 16x16 ViT-B/16 patch grid at 256 px into 4x4 regions (4x4 average
+    pooling); ``grid=4`` does the same for a 16x16 grid and adapts to other
+    sizes (adaptive average pooling). Grids with ``s <= grid`` are returned
+    unchanged. Returns ``(N, min(s, grid)**2, D)``.
+    """
+    n, num, dim = local.shape
+    side = math.isqrt(num)
+    if side * side != num:
+        raise ValueError(
+            f"grid pooling needs a square grid of local features, got L={num}; set "
+            "local_pool_grid=None (or take the modality out of the grid modalities)"
+        )
+    if grid < 1:
+        raise ValueError(f"local_pool_grid must be >= 1, got {grid}")
+    if side <= grid:
+        return local
+    x = local.reshape(n, side, side, dim).permute(0, 3, 1, 2)
+    x = F.adaptive_avg_pool2d(x, grid)
+    return x.permute(0, 2, 3, 1).reshape(n, grid * grid, dim)
+
+
+class LocalMutualInfoLoss(nn.Module):
+    """Local MI maximisation between a global summary and local features (TCL's LMI).
+
+    For one modality with global features ``g_i = n(global_i)`` (online
+    encoder, with gradient) and local features ``l_ik = n(local_ik)``
+    (official: the *momentum* encoder's patch / token features, pooled into
+    regions for images after normalising), every valid local ``(i, k)`` is an
+    anchor whose positive is its own global summary and whose negatives are all
+    valid locals of the *other* samples::
+
+        s_ijk = g_i . l_jk / tau
+        l_ik  = -log e^{s_iik} / (e^{s_iik} + sum_{j != i} sum_{k' valid} e^{s_ijk'})
+        L_lmi = mean_i [ sum_{k valid} l_ik / #valid_i ]
+
+    (``in_batch_g2l_loss`` in ``models/model_pretrain.py``; the other locals of
+    sample ``i`` are not in the denominator, padded locals are neither anchors
+    nor negatives; samples without any valid local are skipped).
+
+    Args:
+        temperature: Default ``tau``; ``forward`` can override.
+        pool_grid: Pool a square grid of locals to ``pool_grid x pool_grid``
+            regions first (:func:`grid_pool`; official 4 for the 16x16 grid).
+            ``None``: no pooling (text tokens).
+        normalize: L2-normalise globals and locals (locals before pooling, not
+            after, as the official code).
+
+    Shapes:
+        ``forward(global_ (N, D), local (N, L, D), mask (N, L) bool | None) -> ()``
+
+    Example:
+        >>> import torch
+        >>> loss_fn = LocalMutualInfoLoss(pool_grid=2)
+        >>> loss = loss_fn(torch.randn(4, 8), torch.randn(4, 16, 8))
+    """
+
+    def __init__(
+        self, temperature: float = 0.07, pool_grid: int | None = None, normalize: bool = True
+    ) -> None:
+        super().__init__()
+        self.temperature = check_temperature(temperature)
+        if pool_grid is not None and pool_grid < 1:
+            raise ValueError(f"pool_grid must be >= 1 or None, got {pool_grid}")
+        self.pool_grid = pool_grid
+        self.normalize = normalize
+
+    def forward(
+        self,
+        global_: Tensor,
+        local: Tensor,
+        mask: Tensor | None = None,
+        *,
+        temperature: Tensor | float | None = None,
+    ) -> Tensor:
+        tau = _tau(self.temperature, temperature)
+        _check_2d("global_", global_)
+        n, dim = global_.shape
+        if local.dim() != 3 or local.shape[0] != n or local.shape[2] != dim:
+            raise ValueError(f"local must have shape (N={n}, L, D={dim}), got {tuple(local.shape)}")
+        if mask is not None:
+            if mask.shape != local.shape[:2]:
+                raise ValueError(
+                    f"mask must have shape {tuple(local.shape[:2])}, got {tuple(mask.shape)}"
+                )
+            mask = mask.to(torch.bool)
+        g = F.normalize(global_, dim=1) if self.normalize else global_
+        loc = F.normalize(local, dim=2) if self.normalize else local
+        if self.pool_grid is not None:
+            if mask is not None and not bool(mask.all()):
+                raise ValueError(
+                    "grid pooling needs all local features valid (a full patch grid); "
+                    "the mask has padding. Use pool_grid=None for padded (token) locals."
+                )
+            loc = grid_pool(loc, self.pool_grid)
+            mask = None
+        num = loc.shape[1]
+        valid = torch.ones(n, num, dtype=torch.bool, device=loc.device) if mask is None else mask
+        # scores[i, j, k] = g_i . l_jk / tau
+        scores = _up(torch.einsum("id,jkd->ijk", g, loc)) / tau
+        eye = torch.eye(n, dtype=torch.bool, device=loc.device)
+        positive = scores[eye]  # (N, L): scores[i, i, k]
+        negative_ok = valid.unsqueeze(0) & ~eye.unsqueeze(2)  # (N, N, L)
+        negatives = scores.masked_fill(~negative_ok, float("-inf")).reshape(n, n * num)
+        negative_lse = torch.logsumexp(negatives, dim=1, keepdim=True)  # (N, 1)
+        per_local = torch.logaddexp(positive, negative_lse) - positive  # -log softmax
+        per_local = per_local.masked_fill(~valid, 0.0)
+        count = valid.sum(dim=1)
+        has_any = count > 0
+        if not bool(has_any.any()):
+            return scores.sum() * 0.0
+        per_sample = per_local.sum(dim=1) / count.clamp(min=1)
+        return per_sample[has_any].mean()
+
+
+class TCLLoss(nn.Module):
+    """TCL's alignment loss ``L_ita``: CMA + IMC + LMI with one shared temperature.
+
+    With per-pair means ``L_cma = (L_i2t + L_t2i)/2``, ``L_imc = (L_i2i + L_t2t)/2``,
+    ``L_lmi = (L_i2i_l + L_t2t_l)/2`` and weights ``w``::
+
+        L = (w_c L_cma + w_i L_imc + w_l L_lmi) / (w_c + w_i + w_l)
+
+    With all weights 1 this is the official ``loss_ita`` (mean of the six
+    terms); with only ``w_c > 0`` it has the scale of CLIP's symmetric InfoNCE.
+    A zero weight switches a term off (it is not computed).
+
+    The temperature is learnable by default, as in the official code: an
+    ``nn.Parameter`` (init 0.07) clamped in place to ``temperature_bounds``
+    (``[0.001, 0.5]``) at the start of every forward; all terms share it.
+
+    Args:
+        temperature: Initial (or fixed) ``tau``.
+        learnable_temperature: Learn ``tau`` (official: yes).
+        temperature_bounds: Clamp range of the learnable ``tau``.
+        alpha: Momentum-distillation weight of the CMA soft targets (0.4).
+        cross_modal_weight / intra_modal_weight / local_weight: Term weights.
+        local_pool_grid: ``(grid of modality 0, grid of modality 1)`` for the LMI
+            region pooling (official ``(4, None)``: image patches pooled, text
+            tokens not).
+        gather_distributed: Candidates from all ranks' momentum keys (CMA, IMC).
+
+    Shapes:
+        ``forward(out0, out1, momentum0, momentum1 (N, D); queue0, queue1 (Q, D);
+        local0, local1 (N, L, D); local_mask0, local_mask1 (N, L)) -> ()``
+
+    Example:
+        >>> import torch
+        >>> loss_fn = TCLLoss(local_pool_grid=(None, None))
+        >>> v, t = torch.randn(4, 8), torch.randn(4, 8)
+        >>> loss = loss_fn(v, t, v.detach(), t.detach(),
+        ...                local0=torch.randn(4, 3, 8), local1=torch.randn(4, 5, 8))
+    """
+
+    def __init__(
+        self,
+        temperature: float = 0.07,
+        learnable_temperature: bool = True,
+        temperature_bounds: tuple[float, float] = (0.001, 0.5),
+        alpha: float = 0.4,
+        cross_modal_weight: float = 1.0,
+        intra_modal_weight: float = 1.0,
+        local_weight: float = 1.0,
+        local_pool_grid: tuple[int | None, int | None] = (4, None),
+        gather_distributed: bool = False,
+    ) -> None:
+        super().__init__()
+        check_temperature(temperature)
+        low, high = (float(x) for x in temperature_bounds)
+        if not 0 < low <= high:
+            raise ValueError(
+                f"temperature_bounds must be 0 < low <= high, got {temperature_bounds}"
+            )
+        if learnable_temperature and not low <= temperature <= high:
+            raise ValueError(
+                f"temperature {temperature} lies outside temperature_bounds {temperature_bounds}"
+            )
+        self.temperature_bounds = (low, high)
+        self.learnable_temperature = learnable_temperature
+        temp = torch.tensor(float(temperature))
+        if learnable_temperature:
+            self.temp = nn.Parameter(temp)
+        else:
+            self.register_buffer("temp", temp)
+        self.weights = {
+            "cross_modal": float(cross_modal_weight),
+            "intra_modal": float(intra_modal_weight),
+            "local": float(local_weight),
+        }
+        for name, w in self.weights.items():
+            if not w >= 0 or math.isinf(w):
+                raise ValueError(f"{name}_weight must be a finite number >= 0, got {w}")
+        if sum(self.weights.values()) <= 0:
+            raise ValueError(
+                "all term weights are zero; set at least one of cross_modal_weight, "
+                "intra_modal_weight, local_weight > 0"
+            )
+        if len(tuple(local_pool_grid)) != 2:
+            raise ValueError(
+                f"local_pool_grid needs one entry per modality (two), got {local_pool_grid}"
+            )
+        self.cross_modal = CrossModalAlignmentLoss(temperature, alpha, gather_distributed)
+        self.intra_modal = IntraModalContrastLoss(temperature, gather_distributed)
+        self.local = nn.ModuleList(
+            [LocalMutualInfoLoss(temperature, pool_grid=g) for g in local_pool_grid]
+        )
+
+    @property
+    def alpha(self) -> float:
+        return self.cross_modal.alpha
+
+    @property
+    def temperature(self) -> float:
+        """Current temperature as a float (for logging)."""
+        return float(self.temp.detach())
+
+    def active(self, term: str) -> bool:
+        """Whether ``term`` (``cross_modal``, ``intra_modal``, ``local``) has weight > 0."""
+        return self.weights[term] > 0
+
+    def current_temperature(self) -> Tensor:
+        """Clamp the learnable temperature in place (official) and return it."""
+        if self.learnable_temperature:
+            with torch.no_grad():
+                self.temp.clamp_(*self.temperature_bounds)
+        return self.temp
+
+    def terms(
+        self,
+        out0: Tensor,
+        out1: Tensor,
+        momentum0: Tensor,
+        momentum1: Tensor,
+        queue0: Tensor | None = None,
+        queue1: Tensor | None = None,
+        *,
+        local0: Tensor | None = None,
+        local1: Tensor | None = None,
+        local_mask0: Tensor | None = None,
+        local_mask1: Tensor | None = None,
+        instance_ids: Tensor | None = None,
+        queue_ids: Tensor | None = None,
+        alpha: float | None = None,
+    ) -> dict[str, Tensor]:
+        """The active terms (pair means), keyed ``cross_modal``, ``intra_modal``, ``local``."""
+        tau = self.current_temperature()
+        out: dict[str, Tensor] = {}
+        if self.active("cross_modal"):
+            out["cross_modal"] = self.cross_modal(
+                out0,
+                out1,
+                momentum0,
+                momentum1,
+                queue0,
+                queue1,
+                instance_ids=instance_ids,
+                queue_ids=queue_ids,
+                temperature=tau,
+                alpha=alpha,
+            )
+        if self.active("intra_modal"):
+            kwargs = {"instance_ids": instance_ids, "queue_ids": queue_ids, "temperature": tau}
+            out["intra_modal"] = 0.5 * (
+                self.intra_modal(out0, momentum0, queue0, **kwargs)
+                + self.intra_modal(out1, momentum1, queue1, **kwargs)
+            )
+        if self.active("local"):
+            if local0 is None or local1 is None:
+                raise ValueError(
+                    "local_weight > 0 needs local features of both modalities (local0, "
+                    "local1); pass them or set local_weight=0"
+                )
+            out["local"] = 0.5 * (
+                self.local[0](out0, local0, local_mask0, temperature=tau)
+                + self.local[1](out1, local1, local_mask1, temperature=tau)
+            )
+        return out
+
+    def combine(self, terms: Mapping[str, Tensor]) -> Tensor:
+        """Weighted mean ``sum_k w_k L_k / sum_k w_k`` of the active terms."""
+        total = sum(self.weights[k] for k in terms)
+        loss = sum(self.weights[k] * v for k, v in terms.items())
+        return loss / total  # type: ignore[return-value,operator]
+
+    def forward(
+        self,
+        out0: Tensor,
+        out1: Tensor,
+        momentum0: Tensor,
+        momentum1: Tensor,
+        queue0: Tensor | None = None,
+        queue1: Tensor | None = None,
+        **kwargs: Tensor | float | None,
+    ) -> Tensor:
+        return self.combine(
+            self.terms(out0, out1, momentum0, momentum1, queue0, queue1, **kwargs)  # type: ignore[arg-type]
+        )
