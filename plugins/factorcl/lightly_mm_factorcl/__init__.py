@@ -1,0 +1,48 @@
+"""FactorCL (Liang et al., NeurIPS 2023) for lightly-mm-plugins.
+
+Shared + unique factorized contrastive learning: InfoNCE lower bounds and
+NCE-CLUB upper bounds with concat critics, self-supervised (augmentations) and
+supervised (labels) variants, the paper's multimodal augmentations and its
+synthetic benchmark.
+
+Imports are lazy so that ``import lightly_mm_factorcl`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ConcatCritic",
+    "FactorCLCleanView",
+    "FactorCLObjective",
+    "FactorCLSupObjective",
+    "FactorCLView",
+    "InfoNCEBound",
+    "NCECLUBBound",
+    "generate_data",
+    "synthetic_samples",
+    "tiled_pairwise_scores",
+]
+
+_LOCATIONS = {
+    "ConcatCritic": "critics",
+    "tiled_pairwise_scores": "critics",
+    "InfoNCEBound": "loss",
+    "NCECLUBBound": "loss",
+    "FactorCLObjective": "objective",
+    "FactorCLSupObjective": "objective",
+    "FactorCLView": "views",
+    "FactorCLCleanView": "views",
+    "generate_data": "synthetic",
+    "synthetic_samples": "synthetic",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LOCATIONS:
+        import importlib
+
+        module = importlib.import_module(f".{_LOCATIONS[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
