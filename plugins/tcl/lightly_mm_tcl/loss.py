@@ -39,6 +39,7 @@ from lightly_mm_plugins.losses import (
     check_temperature,
     gather_cat,
     rank_offset,
+    same_group_mask,
 )
 
 __all__ = [
@@ -93,9 +94,42 @@ def _up(x: Tensor) -> Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
-def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
-    """``-1/N sum_i sum_c targets[i, c] log softmax(logits[i])_c`` (rows of targets sum to 1)."""
-    return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+def soft_cross_entropy(logits: Tensor, targets: Tensor, keep: Tensor | None = None) -> Tensor:
+    """``-1/N sum_i sum_c targets[i, c] log softmax(logits[i])_c`` (rows of targets sum to 1).
+
+    With a bool ``keep`` of the logits' shape, only the kept candidates enter
+    the softmax (the others are masked to ``-inf``); ``targets`` must be 0
+    outside ``keep``.
+    """
+    if keep is None:
+        return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    log_p = F.log_softmax(logits.masked_fill(~keep, float("-inf")), dim=1)
+    return -(targets * log_p.masked_fill(~keep, 0.0)).sum(dim=1).mean()
+
+
+def _check_pseudo_labels(pseudo_labels: Tensor | None, n: int, *queues: Tensor | None) -> None:
+    if pseudo_labels is None:
+        return
+    if pseudo_labels.shape != (n,):
+        raise ValueError(
+            f"pseudo_labels must have shape ({n},) (one group id per query), got "
+            f"{tuple(pseudo_labels.shape)}"
+        )
+    if any(q is not None and q.shape[0] > 0 for q in queues):
+        raise ValueError(
+            "pseudo_labels restrict negatives to the anchor's group, but queue entries have "
+            "no pseudo label; pass queue=None together with pseudo_labels"
+        )
+
+
+def _group_keep(
+    pseudo_labels: Tensor | None, targets: Tensor, gather_distributed: bool
+) -> Tensor | None:
+    """Candidates a query may see: keys of its pseudo-label group and its positives."""
+    if pseudo_labels is None:
+        return None
+    groups = gather_cat(pseudo_labels.detach(), gather_distributed)
+    return same_group_mask(pseudo_labels, groups).to(targets.device) | (targets > 0)
 
 
 def tcl_targets(
@@ -164,16 +198,25 @@ class CrossModalAlignmentLoss(nn.Module):
     ``alpha=0``, no queue and momentum features equal to the online ones this
     is CLIP's symmetric InfoNCE. Queue rows must already be L2-normalised.
 
+    With ``pseudo_labels`` ``(N,)`` (MCL's stage scheduler, not in TCL) a
+    query sees only the keys of its own pseudo-label group (and its
+    positives): the other keys are masked to ``-inf`` in the logits *and* in
+    the distillation softmax, so the soft targets stay inside the group. Queue
+    entries carry no pseudo label, so the queue must be ``None`` then.
+
     Args:
         temperature: Default ``tau`` (paper init 0.07); ``forward`` can override.
         alpha: Default distillation weight (paper 0.4).
         gather_distributed: Use the momentum keys of all ranks as candidates
             (non-differentiable all-gather; they carry no gradient anyway). The
             official code contrasts within the rank's batch plus the queue.
+            Each rank computes the loss of its own queries over the global
+            keys; the rank mean of the losses (what DDP averages) equals the
+            loss of one process on the whole batch.
 
     Shapes:
         ``forward(out0 (N, D), out1 (N, D), momentum0 (N, D), momentum1 (N, D),
-        queue0 (Q, D) | None, queue1 (Q, D) | None) -> ()``
+        queue0 (Q, D) | None, queue1 (Q, D) | None, pseudo_labels (N,) | None) -> ()``
 
     Example:
         >>> import torch
@@ -206,6 +249,7 @@ class CrossModalAlignmentLoss(nn.Module):
         queue_ids: Tensor | None = None,
         temperature: Tensor | float | None = None,
         alpha: float | None = None,
+        pseudo_labels: Tensor | None = None,
     ) -> Tensor:
         tau = _tau(self.temperature, temperature)
         a = self.alpha if alpha is None else float(alpha)
@@ -222,6 +266,7 @@ class CrossModalAlignmentLoss(nn.Module):
             queue0 is not None and queue1 is not None and queue0.shape != queue1.shape
         ):
             raise ValueError("queue0 and queue1 must both be given with equal shapes, or both None")
+        _check_pseudo_labels(pseudo_labels, n, queue0, queue1)
 
         v = F.normalize(out0, dim=1)
         t = F.normalize(out1, dim=1)
@@ -248,18 +293,24 @@ class CrossModalAlignmentLoss(nn.Module):
                 device=out0.device,
                 dtype=_up(out0).dtype,
             )
+            keep = _group_keep(pseudo_labels, targets, self.gather_distributed)
             if a > 0:
                 tau_d = tau.detach() if isinstance(tau, Tensor) else tau
-                soft_i2t = F.softmax(_up(v_m @ text_all.T) / tau_d, dim=1)
-                soft_t2i = F.softmax(_up(t_m @ image_all.T) / tau_d, dim=1)
+                sim_i2t = _up(v_m @ text_all.T) / tau_d
+                sim_t2i = _up(t_m @ image_all.T) / tau_d
+                if keep is not None:
+                    sim_i2t = sim_i2t.masked_fill(~keep, float("-inf"))
+                    sim_t2i = sim_t2i.masked_fill(~keep, float("-inf"))
+                soft_i2t = F.softmax(sim_i2t, dim=1)
+                soft_t2i = F.softmax(sim_t2i, dim=1)
                 targets_i2t = a * soft_i2t + (1 - a) * targets
                 targets_t2i = a * soft_t2i + (1 - a) * targets
             else:
                 targets_i2t = targets_t2i = targets
         logits_i2t = _up(v @ text_all.T) / tau
         logits_t2i = _up(t @ image_all.T) / tau
-        loss_i2t = soft_cross_entropy(logits_i2t, targets_i2t)
-        loss_t2i = soft_cross_entropy(logits_t2i, targets_t2i)
+        loss_i2t = soft_cross_entropy(logits_i2t, targets_i2t, keep)
+        loss_t2i = soft_cross_entropy(logits_t2i, targets_t2i, keep)
         return 0.5 * (loss_i2t + loss_t2i)
 
 
@@ -276,12 +327,17 @@ class IntraModalContrastLoss(nn.Module):
     Hard targets only (no distillation), as ``loss_i2i`` / ``loss_t2t`` in the
     official ``model_pretrain.py``. Queue rows must be L2-normalised.
 
+    With ``pseudo_labels`` ``(N,)`` only the keys of the query's pseudo-label
+    group are negatives (MCL); the queue must be ``None`` then (queue entries
+    carry no pseudo label).
+
     Args:
         temperature: Default ``tau``; ``forward`` can override.
         gather_distributed: Use the momentum keys of all ranks as negatives.
 
     Shapes:
-        ``forward(out (N, D), momentum (N, D), queue (Q, D) | None) -> ()``
+        ``forward(out (N, D), momentum (N, D), queue (Q, D) | None,
+        pseudo_labels (N,) | None) -> ()``
 
     Example:
         >>> import torch
@@ -305,12 +361,14 @@ class IntraModalContrastLoss(nn.Module):
         instance_ids: Tensor | None = None,
         queue_ids: Tensor | None = None,
         temperature: Tensor | float | None = None,
+        pseudo_labels: Tensor | None = None,
     ) -> Tensor:
         tau = _tau(self.temperature, temperature)
         _check_2d("out", out)
         n, dim = out.shape
         _check_2d("momentum", momentum, dim, n)
         _check_queue("queue", queue, dim)
+        _check_pseudo_labels(pseudo_labels, n, queue)
         x = F.normalize(out, dim=1)
         with torch.no_grad():
             keys = gather_cat(F.normalize(momentum.detach(), dim=1), self.gather_distributed)
@@ -331,8 +389,9 @@ class IntraModalContrastLoss(nn.Module):
                 device=out.device,
                 dtype=_up(out).dtype,
             )
+            keep = _group_keep(pseudo_labels, targets, self.gather_distributed)
         logits = _up(x @ candidates.T) / tau
-        return soft_cross_entropy(logits, targets)
+        return soft_cross_entropy(logits, targets, keep)
 
 
 def grid_pool(local: Tensor, grid: int) -> Tensor:
@@ -361,6 +420,26 @@ def grid_pool(local: Tensor, grid: int) -> Tensor:
     return x.permute(0, 2, 3, 1).reshape(n, grid * grid, dim)
 
 
+def _gather_locals(loc: Tensor, valid: Tensor, enabled: bool) -> tuple[Tensor, Tensor]:
+    """All ranks' locals ``(W*N, L_max, D)`` and validity ``(W*N, L_max)``, in rank order.
+
+    Ranks may hold different numbers of locals (text padded to the longest
+    caption of the rank's batch), so each rank first pads to the longest
+    across ranks with invalid zeros. :func:`gather_cat` keeps the gradient
+    for locals that need it and is a plain all-gather for momentum locals.
+    """
+    if not enabled:
+        return loc, valid
+    sizes = gather_cat(torch.tensor([loc.shape[1]], device=loc.device), enabled)
+    pad = int(sizes.max()) - loc.shape[1]
+    if pad > 0:
+        loc = F.pad(loc, (0, 0, 0, pad))
+        valid = F.pad(valid, (0, pad), value=False)
+    loc_all = gather_cat(loc, enabled)
+    valid_all = gather_cat(valid.to(torch.uint8), enabled).to(torch.bool)
+    return loc_all, valid_all
+
+
 class LocalMutualInfoLoss(nn.Module):
     """Local MI maximisation between a global summary and local features (TCL's LMI).
 
@@ -386,6 +465,11 @@ class LocalMutualInfoLoss(nn.Module):
             ``None``: no pooling (text tokens).
         normalize: L2-normalise globals and locals (locals before pooling, not
             after, as the official code).
+        gather_distributed: The negatives ``j`` run over the samples of all
+            ranks (locals all-gathered, with gradient if they carry one), and
+            the mean over ``i`` is taken over all ranks' samples: each rank
+            returns ``W / #samples_all * sum_{own i}``, so the rank mean equals
+            one process on the whole batch. The official code is rank-local.
 
     Shapes:
         ``forward(global_ (N, D), local (N, L, D), mask (N, L) bool | None) -> ()``
@@ -397,14 +481,20 @@ class LocalMutualInfoLoss(nn.Module):
     """
 
     def __init__(
-        self, temperature: float = 0.07, pool_grid: int | None = None, normalize: bool = True
+        self,
+        temperature: float = 0.07,
+        pool_grid: int | None = None,
+        normalize: bool = True,
+        gather_distributed: bool = False,
     ) -> None:
         super().__init__()
         self.temperature = check_temperature(temperature)
         if pool_grid is not None and pool_grid < 1:
             raise ValueError(f"pool_grid must be >= 1 or None, got {pool_grid}")
+        check_gather_distributed(gather_distributed)
         self.pool_grid = pool_grid
         self.normalize = normalize
+        self.gather_distributed = gather_distributed
 
     def forward(
         self,
@@ -435,23 +525,34 @@ class LocalMutualInfoLoss(nn.Module):
                 )
             loc = grid_pool(loc, self.pool_grid)
             mask = None
-        num = loc.shape[1]
-        valid = torch.ones(n, num, dtype=torch.bool, device=loc.device) if mask is None else mask
-        # scores[i, j, k] = g_i . l_jk / tau
-        scores = _up(torch.einsum("id,jkd->ijk", g, loc)) / tau
-        eye = torch.eye(n, dtype=torch.bool, device=loc.device)
-        positive = scores[eye]  # (N, L): scores[i, i, k]
-        negative_ok = valid.unsqueeze(0) & ~eye.unsqueeze(2)  # (N, N, L)
-        negatives = scores.masked_fill(~negative_ok, float("-inf")).reshape(n, n * num)
+        valid = (
+            torch.ones(loc.shape[:2], dtype=torch.bool, device=loc.device)
+            if mask is None
+            else mask.to(loc.device)
+        )
+        loc_all, valid_all = _gather_locals(loc, valid, self.gather_distributed)
+        total = loc_all.shape[0]
+        rows = torch.arange(n, device=loc.device)
+        own = rows + rank_offset(n, self.gather_distributed)
+        valid = valid_all[own]  # (N, L_max): own validity, padded like the gathered locals
+        # scores[i, j, k] = g_i . l_jk / tau over the samples j of all ranks
+        scores = _up(torch.einsum("id,jkd->ijk", g, loc_all)) / tau
+        positive = scores[rows, own]  # (N, L_max): scores[i, i, k]
+        is_own = torch.zeros(n, total, dtype=torch.bool, device=loc.device)
+        is_own[rows, own] = True
+        negative_ok = valid_all.unsqueeze(0) & ~is_own.unsqueeze(2)  # (N, W*N, L_max)
+        negatives = scores.masked_fill(~negative_ok, float("-inf")).reshape(n, -1)
         negative_lse = torch.logsumexp(negatives, dim=1, keepdim=True)  # (N, 1)
         per_local = torch.logaddexp(positive, negative_lse) - positive  # -log softmax
         per_local = per_local.masked_fill(~valid, 0.0)
         count = valid.sum(dim=1)
         has_any = count > 0
-        if not bool(has_any.any()):
+        # Samples with locals on all ranks: the mean runs over the global batch.
+        num_any = int(gather_cat(has_any.sum().reshape(1), self.gather_distributed).sum())
+        if num_any == 0:
             return scores.sum() * 0.0
         per_sample = per_local.sum(dim=1) / count.clamp(min=1)
-        return per_sample[has_any].mean()
+        return per_sample[has_any].sum() * (total / n) / num_any
 
 
 class TCLLoss(nn.Module):
@@ -479,7 +580,8 @@ class TCLLoss(nn.Module):
         local_pool_grid: ``(grid of modality 0, grid of modality 1)`` for the LMI
             region pooling (official ``(4, None)``: image patches pooled, text
             tokens not).
-        gather_distributed: Candidates from all ranks' momentum keys (CMA, IMC).
+        gather_distributed: Every term over the global batch: candidates from
+            all ranks' momentum keys (CMA, IMC) and locals (LMI).
 
     Shapes:
         ``forward(out0, out1, momentum0, momentum1 (N, D); queue0, queue1 (Q, D);
@@ -543,7 +645,10 @@ class TCLLoss(nn.Module):
         self.cross_modal = CrossModalAlignmentLoss(temperature, alpha, gather_distributed)
         self.intra_modal = IntraModalContrastLoss(temperature, gather_distributed)
         self.local = nn.ModuleList(
-            [LocalMutualInfoLoss(temperature, pool_grid=g) for g in local_pool_grid]
+            [
+                LocalMutualInfoLoss(temperature, pool_grid=g, gather_distributed=gather_distributed)
+                for g in local_pool_grid
+            ]
         )
 
     @property
@@ -582,9 +687,17 @@ class TCLLoss(nn.Module):
         instance_ids: Tensor | None = None,
         queue_ids: Tensor | None = None,
         alpha: float | None = None,
+        pseudo_labels: Tensor | None = None,
     ) -> dict[str, Tensor]:
-        """The active terms (pair means), keyed ``cross_modal``, ``intra_modal``, ``local``."""
+        """The active terms (pair means), keyed ``cross_modal``, ``intra_modal``, ``local``.
+
+        With ``pseudo_labels`` ``(N,)`` the CMA and IMC negatives are the keys of
+        the anchor's group only and the queues are not used (their entries
+        carry no pseudo label); LMI is unchanged.
+        """
         tau = self.current_temperature()
+        if pseudo_labels is not None:
+            queue0 = queue1 = queue_ids = None
         out: dict[str, Tensor] = {}
         if self.active("cross_modal"):
             out["cross_modal"] = self.cross_modal(
@@ -598,9 +711,15 @@ class TCLLoss(nn.Module):
                 queue_ids=queue_ids,
                 temperature=tau,
                 alpha=alpha,
+                pseudo_labels=pseudo_labels,
             )
         if self.active("intra_modal"):
-            kwargs = {"instance_ids": instance_ids, "queue_ids": queue_ids, "temperature": tau}
+            kwargs = {
+                "instance_ids": instance_ids,
+                "queue_ids": queue_ids,
+                "temperature": tau,
+                "pseudo_labels": pseudo_labels,
+            }
             out["intra_modal"] = 0.5 * (
                 self.intra_modal(out0, momentum0, queue0, **kwargs)
                 + self.intra_modal(out1, momentum1, queue1, **kwargs)

@@ -85,8 +85,17 @@ class TCLObjective(Objective):
         instance_positives: Treat queue entries with the query's instance id as
             positives (official *retrieval* code, ``idx_queue``); ``False`` =
             official pre-training (one-hot targets, stale copies are negatives).
-        gather_distributed: Also use the momentum keys of all ranks as
-            candidates (the queue is all-gathered either way).
+        gather_distributed: Compute every term over the global batch: the
+            momentum keys (CMA, IMC) and the locals (LMI) of all ranks are
+            candidates, and LMI's mean runs over all ranks' samples, so two
+            ranks give exactly the loss and (DDP-averaged) gradients of one
+            process on the whole batch. The queue is all-gathered either way.
+
+    ``batch.pseudo_labels`` (``requirements.pseudo_labels``, e.g. MCL's stage
+    scheduler): the negatives of CMA and IMC are restricted to the anchor's
+    pseudo-label group in the (global) batch, and the queue is left out of the
+    candidates because its entries carry no pseudo label (it is still filled,
+    for later steps without pseudo labels). LMI is unchanged.
 
     Example:
         >>> import torch
@@ -102,7 +111,12 @@ class TCLObjective(Objective):
     num_steps: Tensor
 
     requirements = Requirements(
-        modalities=2, min_views=1, momentum=True, momentum_decay=0.995, local_features=True
+        modalities=2,
+        min_views={"image": 2},
+        momentum=True,
+        momentum_decay=0.995,
+        local_features=True,
+        pseudo_labels=True,
     )
 
     def __init__(
@@ -147,10 +161,11 @@ class TCLObjective(Objective):
         self.instance_positives = instance_positives
         self.requirements = Requirements(
             modalities=2,
-            min_views=1,
+            min_views={m: 2 if m in self.image_modalities else 1 for m in self.pair},
             momentum=True,
             momentum_decay=self.momentum,
             local_features=local_weight > 0,
+            pseudo_labels=True,
             distributed=(
                 DistributedKind.GATHER_FOR_NEGATIVES
                 if gather_distributed
@@ -237,15 +252,22 @@ class TCLObjective(Objective):
         return 1 if batch.num_views(modality) >= 2 else 0
 
     def validate_batch(self, batch: EncodedBatch) -> None:
-        super().validate_batch(batch)
         name = type(self).__name__
-        for m in self.pair:
-            if m in self.image_modalities and batch.num_views(m) < 2:
+        for m in self.image_modalities:  # before the host's check: a message naming the fix
+            emb = batch.embeddings.get(m)
+            if emb is not None and emb.dim() == 3 and emb.shape[1] < 2:
                 raise ValueError(
                     f"{name}: needs 2 views of image modality {m!r} (view 0 for the online "
-                    f"encoder, view 1 for the momentum encoder), got {batch.num_views(m)}. "
+                    f"encoder, view 1 for the momentum encoder), got {emb.shape[1]}. "
                     "Use the 'tcl' view, or pass image_modalities=() to use one view."
                 )
+        super().validate_batch(batch)
+        if batch.pseudo_labels is not None and batch.pseudo_labels.shape != (batch.batch_size,):
+            raise ValueError(
+                f"{name}: pseudo_labels must have shape ({batch.batch_size},) (one group id per "
+                f"instance), got {tuple(batch.pseudo_labels.shape)}"
+            )
+        for m in self.pair:
             if batch.momentum is None or m not in batch.momentum:
                 raise ValueError(
                     f"{name}: batch.momentum has no {m!r}; the pipeline must run the "
@@ -334,7 +356,9 @@ class TCLObjective(Objective):
                     z, mask = self._locals(batch, m)
                 locals_[f"local{i}"], locals_[f"local_mask{i}"] = z, mask
         queue_a = queue_b = queue_ids = None
-        if self.queue_size:
+        # Queue entries carry no pseudo label: with pseudo labels, the in-batch keys of
+        # the anchor's group are the only negatives (the queue is still updated).
+        if self.queue_size and batch.pseudo_labels is None:
             queue_a, queue_ids = self._queue(a)()
             queue_b, _ = self._queue(b)()
         alpha = self.current_alpha()
@@ -349,6 +373,7 @@ class TCLObjective(Objective):
             instance_ids=ids,
             queue_ids=queue_ids if self.instance_positives else None,
             alpha=alpha,
+            pseudo_labels=batch.pseudo_labels,
             **locals_,  # type: ignore[arg-type]
         )
         loss = self.loss_fn.combine(terms)

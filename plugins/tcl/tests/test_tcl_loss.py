@@ -431,3 +431,96 @@ def test_learnable_temperature_is_clamped_and_trained() -> None:
     assert fixed.temperature == pytest.approx(0.7)  # a fixed one is not clamped
     with pytest.raises(ValueError, match="outside"):
         TCLLoss(temperature=0.9)
+
+
+# ---------------------------------------------------------------- pseudo labels
+
+
+def ref_grouped(queries, teacher, keys, groups, tau, alpha) -> float:
+    """One CMA / IMC direction where row i sees only the keys j with groups[j] == groups[i]."""
+    total = 0.0
+    for i in range(len(queries)):
+        members = [j for j in range(len(keys)) if groups[j] == groups[i]]
+        candidates = [unit(keys[j]) for j in members]
+        pos = [[1 if j == i else 0 for j in members]]
+        t = None if teacher is None else [teacher[i]]
+        total += ref_directional([queries[i]], t, candidates, tau, alpha, pos)
+    return total / len(queries)
+
+
+def test_pseudo_label_groups_match_loops() -> None:
+    """A row's negatives are the keys of its group only, in the logits and the soft targets."""
+    v, t, vm, tm, *_ = make_inputs(14, n=5)
+    groups = torch.tensor([0, 1, 0, 2, 1])  # group 2 is a singleton: no negative at all
+    tau, alpha = 0.2, 0.4
+    cma = CrossModalAlignmentLoss(tau, alpha)(v, t, vm, tm, pseudo_labels=groups)
+    g = groups.tolist()
+    expected = 0.5 * (
+        ref_grouped(rows(v), rows(vm), rows(tm), g, tau, alpha)
+        + ref_grouped(rows(t), rows(tm), rows(vm), g, tau, alpha)
+    )
+    assert cma.item() == pytest.approx(expected, rel=1e-5)
+    imc = IntraModalContrastLoss(tau)(v, vm, pseudo_labels=groups)
+    assert imc.item() == pytest.approx(ref_grouped(rows(v), None, rows(vm), g, tau, 0), rel=1e-5)
+
+
+def test_pseudo_label_groups_split_the_loss_exactly() -> None:
+    """With groups, the loss is the size-weighted mean of the per-group losses, and a row's
+    term does not depend on other-group keys at all."""
+    v, t, vm, tm, *_ = make_inputs(15, n=4)
+    groups = torch.tensor([1, 0, 1, 0])
+    loss_fn = TCLLoss(temperature=0.1, local_weight=0.0)
+    ids = torch.tensor([10, 11, 12, 13])
+    grouped = loss_fn(v, t, vm, tm, pseudo_labels=groups, instance_ids=ids)
+    expected = 0.0
+    for label in (0, 1):
+        sel = groups == label
+        part = loss_fn(v[sel], t[sel], vm[sel], tm[sel], instance_ids=ids[sel])
+        expected = expected + part * int(sel.sum()) / 4
+    assert torch.allclose(grouped, expected, atol=1e-6)
+    # per row: a query's gradient (its own term) ignores the keys of other groups
+    moved_vm, moved_tm = vm.clone(), tm.clone()
+    moved_vm[groups == 0] += 3.0
+    moved_tm[groups == 0] -= 2.0
+
+    def query_grads(keys_v: torch.Tensor, keys_t: torch.Tensor) -> torch.Tensor:
+        q = v.clone().requires_grad_(True)
+        loss_fn(q, t, keys_v, keys_t, pseudo_labels=groups).backward()
+        return q.grad
+
+    before, after = query_grads(vm, tm), query_grads(moved_vm, moved_tm)
+    assert torch.allclose(before[groups == 1], after[groups == 1], atol=1e-7)
+    assert not torch.allclose(before[groups == 0], after[groups == 0], atol=1e-3)
+
+
+def test_pseudo_labels_all_equal_change_nothing_and_drop_the_queue() -> None:
+    v, t, vm, tm, lv, lt, mt, qv, qt = make_inputs(16)
+    same = torch.zeros(4, dtype=torch.long)
+    kw = {"local0": lv, "local1": lt, "local_mask1": mt, "instance_ids": torch.arange(4)}
+    loss_fn = TCLLoss(temperature=0.1, local_pool_grid=(2, None))
+    without = loss_fn(v, t, vm, tm, **kw)
+    with_labels = loss_fn(v, t, vm, tm, pseudo_labels=same, **kw)
+    assert torch.equal(with_labels, without)
+    # queue entries have no pseudo label: with pseudo labels the queue is not used
+    with_queue = loss_fn(v, t, vm, tm, qv, qt, pseudo_labels=same, **kw)
+    assert torch.equal(with_queue, without)
+    assert not torch.allclose(loss_fn(v, t, vm, tm, qv, qt, **kw), without)
+
+
+def test_pseudo_labels_gradcheck_and_errors() -> None:
+    g = torch.Generator().manual_seed(17)
+    v = torch.randn(4, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    t = torch.randn(4, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    vm, tm = (torch.randn(4, 3, generator=g, dtype=torch.float64) for _ in range(2))
+    groups = torch.tensor([0, 1, 0, 2])  # a singleton group must not give NaN gradients
+    cma = CrossModalAlignmentLoss(0.3, alpha=0.4)
+    assert torch.autograd.gradcheck(lambda a, b: cma(a, b, vm, tm, pseudo_labels=groups), (v, t))
+    imc = IntraModalContrastLoss(0.3)
+    assert torch.autograd.gradcheck(lambda a: imc(a, vm, pseudo_labels=groups), (v,))
+    q = normalized(torch.randn(2, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="queue"):
+        cma(v, t, vm, tm, q, q, pseudo_labels=groups)
+    with pytest.raises(ValueError, match="queue"):
+        imc(v, vm, q, pseudo_labels=groups)
+    with pytest.raises(ValueError, match="pseudo_labels must have shape"):
+        imc(v, vm, pseudo_labels=groups[:3])

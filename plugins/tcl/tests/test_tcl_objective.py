@@ -304,3 +304,39 @@ def test_trains_for_a_few_steps_with_queue_wrap_around() -> None:
         opt.step()
         assert torch.isfinite(out.loss)
     assert int(obj.queues["image"].ptr) == (5 * 4) % 6
+
+
+def test_requirements_views_per_modality_and_pseudo_labels() -> None:
+    req = TCLObjective(DIMS, embed_dim=6, queue_size=0).requirements
+    assert req.views_needed("image") == 2 and req.views_needed("text") == 1
+    assert req.pseudo_labels
+    one_view = TCLObjective(DIMS, embed_dim=6, queue_size=0, image_modalities=()).requirements
+    assert one_view.views_needed("image") == 1
+    assert TCLObjective.requirements.views_needed("image") == 2
+
+
+def test_pseudo_labels_restrict_negatives_and_bypass_the_queue() -> None:
+    """All labels equal: the loss of the same objective without a queue (the queue has no
+    pseudo labels); the queue is still filled. Groups: CMA / IMC change, LMI does not."""
+    torch.manual_seed(0)
+    with_queue = TCLObjective(DIMS, embed_dim=6, queue_size=8, local_pool_grid=2)
+    torch.manual_seed(0)
+    no_queue = TCLObjective(DIMS, embed_dim=6, queue_size=0, local_pool_grid=2)
+    with_queue.train()
+    no_queue.train()
+    batch = make_batch(20)
+    same = torch.zeros(4, dtype=torch.long)
+    out = with_queue(batch.replace(pseudo_labels=same))
+    ref = no_queue(batch)
+    assert torch.allclose(out.loss, ref.loss, atol=1e-6)
+    assert int(with_queue.queues["image"].ptr) == 4  # enqueued all the same
+    assert torch.equal(with_queue.queues["text"].ids[:4], batch.instance_ids)
+
+    no_queue.eval()
+    base = no_queue(batch).logs
+    grouped = no_queue(batch.replace(pseudo_labels=torch.tensor([0, 1, 0, 1]))).logs
+    assert not torch.allclose(grouped["loss_cross_modal"], base["loss_cross_modal"])
+    assert not torch.allclose(grouped["loss_intra_modal"], base["loss_intra_modal"])
+    assert torch.equal(grouped["loss_local"], base["loss_local"])
+    with pytest.raises(ValueError, match="pseudo_labels must have shape"):
+        no_queue(batch.replace(pseudo_labels=torch.zeros(3, dtype=torch.long)))
