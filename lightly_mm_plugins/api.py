@@ -313,6 +313,18 @@ class Objective(nn.Module):
         """
         return embedding
 
+    def joint_embedding(self, modality: str, embedding: Tensor) -> Tensor | None:
+        """Embedding of ``modality`` in the space shared across modalities, or None.
+
+        Used for cross-modal retrieval. Defaults to ``self.heads[modality]``
+        when the objective keeps its projection heads in a ``ModuleDict``
+        named ``heads`` (CLIP-style objectives); override otherwise.
+        """
+        heads = getattr(self, "heads", None)
+        if isinstance(heads, nn.ModuleDict) and modality in heads:
+            return heads[modality](embedding)  # type: ignore[no-any-return]
+        return None
+
     def auxiliary_parameters(self) -> list[nn.Parameter]:
         """Parameters trained only by :meth:`auxiliary_loss` (empty by default)."""
         return []

@@ -42,7 +42,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--warmup-epochs", type=float, default=0.5)
-    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="image side length (default: the data set's, 16 for the digits)",
+    )
     p.add_argument(
         "--image-encoder", default=None, help="small-resnet (default), resnet18, resnet50, vit"
     )

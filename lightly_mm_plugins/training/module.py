@@ -295,22 +295,32 @@ class MultimodalModule(pl.LightningModule):
 
     # ------------------------------------------------------------ features
     @torch.no_grad()
-    def features(self, batch: CollatedBatch, modality: str, final: bool = True) -> Tensor:
+    def features(
+        self, batch: CollatedBatch, modality: str, final: bool = True, joint: bool = False
+    ) -> Tensor | None:
         """Downstream features ``(N*V_valid, D)`` of one modality of a batch.
 
-        With ``final`` and several stages, the scheduler combines the snapshot
-        of every finished stage with the current model.
+        ``joint`` gives the objective's cross-modal space (for retrieval; None
+        when the objective has none). With ``final`` and several stages, the
+        scheduler combines the snapshot of every finished stage with the
+        current model.
         """
         obs, mask = batch.observations[modality], batch.masks[modality]
-        models = list(self.stage_snapshots) if final else []
+        pairs: list[tuple[Any, Any]] = [
+            (snap["encoders"], snap["objective"])  # type: ignore[index]
+            for snap in (self.stage_snapshots if final else [])
+        ]
+        pairs.append((self.encoders, self.objective))
         parts = []
-        for snap in models:
-            encs: Any = snap["encoders"]  # type: ignore[index]
-            obj: Any = snap["objective"]  # type: ignore[index]
-            emb = encode_observations(encs[modality], obs, mask, False)[0]
-            parts.append(obj.representation(modality, emb[mask]))
-        emb = encode_observations(self.encoders[modality], obs, mask, False)[0]
-        parts.append(self.objective.representation(modality, emb[mask]))
+        for encoders, objective in pairs:
+            emb = encode_observations(encoders[modality], obs, mask, False)[0][mask]
+            if joint:
+                out = objective.joint_embedding(modality, emb)
+                if out is None:
+                    return None
+                parts.append(out)
+            else:
+                parts.append(objective.representation(modality, emb))
         if len(parts) == 1:
             return parts[0]
         return self.scheduler.combine(parts)
@@ -371,12 +381,16 @@ def embed_loader(
             per_mod = []
             for m in module.objective.modalities:
                 one = _first_observation(batch, m)
-                per_mod.append(module.features(one, m, final=final))
+                feats_m = module.features(one, m, final=final)
+                assert feats_m is not None
+                per_mod.append(feats_m)
             feats.append(torch.cat(per_mod, dim=-1).float().cpu())
             ids.append(batch.instance_ids.cpu())
         else:
             mask = batch.masks[modality]
-            feats.append(module.features(batch, modality, final=final).float().cpu())
+            f = module.features(batch, modality, final=final)
+            assert f is not None
+            feats.append(f.float().cpu())
             ids.append(batch.instance_ids.repeat_interleave(mask.sum(1)).cpu())
     module.train(was_training)
     return torch.cat(feats), torch.cat(ids)

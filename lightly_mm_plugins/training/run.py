@@ -41,7 +41,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     warmup_epochs: float = 0.5
-    image_size: int = 32
+    image_size: int | None = None
     image_encoder: str | None = None
     text_encoder: str | None = None
     train_text: bool = False
@@ -81,21 +81,18 @@ def build_components(cfg: TrainConfig) -> dict[str, Any]:
 
     host = get_host()
     obj_entry = host.registry("objectives").get(cfg.method)
-    train_set = load_dataset(cfg.data, split="train", on_error=cfg.on_error, seed=0)
+    train_set: Any = load_dataset(cfg.data, split="train", on_error=cfg.on_error, seed=0)
     test_set = load_dataset(cfg.data, split="test", on_error=cfg.on_error, seed=0)
     if cfg.limit_train_samples:
-        from torch.utils.data import Subset
-
-        modalities, name = train_set.modalities, getattr(train_set, "name", cfg.data)
-        train_set = Subset(train_set, range(min(cfg.limit_train_samples, len(train_set))))
-        train_set.modalities = modalities  # type: ignore[attr-defined]
-        train_set.name = name  # type: ignore[attr-defined]
+        keep = range(min(cfg.limit_train_samples, len(train_set)))
+        train_set = train_set.subset(list(keep))
     kinds: dict[str, str] = dict(train_set.modalities)
+    image_size = cfg.image_size or getattr(train_set, "default_image_size", 32)
 
     encoders = {}
     for m, kind in kinds.items():
         if kind == "image":
-            encoders[m] = build_encoder("image", cfg.image_encoder, image_size=cfg.image_size)
+            encoders[m] = build_encoder("image", cfg.image_encoder, image_size=image_size)
         elif kind == "text":
             encoders[m] = build_encoder("text", cfg.text_encoder, trainable=cfg.train_text)
         else:
@@ -110,7 +107,7 @@ def build_components(cfg: TrainConfig) -> dict[str, Any]:
     )
     view_name = cfg.view or obj_entry.metadata.get("view") or "paired"
     view = host.registry("views").create(
-        view_name, modalities=kinds, image_size=cfg.image_size, **cfg.view_args
+        view_name, modalities=kinds, image_size=image_size, **cfg.view_args
     )
     epochs = cfg.epochs or (3 if cfg.data in ("default", "digits") else 10)
     sched_name = cfg.scheduler or obj_entry.metadata.get("scheduler") or "single"
@@ -163,13 +160,19 @@ def collect_features(module: Any, loader: Any) -> dict[str, Any]:
     was_training = module.training
     module.eval()
     feats: dict[str, list[Tensor]] = {m: [] for m in module.objective.modalities}
+    joint: dict[str, list[Tensor]] = {m: [] for m in module.objective.modalities}
     ids: dict[str, list[Tensor]] = {m: [] for m in module.objective.modalities}
     labels: dict[int, int] = {}
     for batch in loader:
         batch = _to_device(batch, module.device)
         for m in module.objective.modalities:
             mask = batch.masks[m]
-            feats[m].append(module.features(batch, m, final=True).float().cpu())
+            f = module.features(batch, m, final=True)
+            assert f is not None
+            feats[m].append(f.float().cpu())
+            j = module.features(batch, m, final=True, joint=True)
+            if j is not None:
+                joint[m].append(j.float().cpu())
             ids[m].append(batch.instance_ids.repeat_interleave(mask.sum(1)).cpu())
         if batch.labels is not None:
             for i, y in zip(batch.instance_ids.tolist(), batch.labels.tolist()):
@@ -177,6 +180,7 @@ def collect_features(module: Any, loader: Any) -> dict[str, Any]:
     module.train(was_training)
     return {
         "features": {m: torch.cat(v) for m, v in feats.items()},
+        "joint": {m: torch.cat(v) for m, v in joint.items() if v},
         "ids": {m: torch.cat(v) for m, v in ids.items()},
         "labels": labels,
     }
@@ -217,10 +221,11 @@ def evaluate(module: Any, dm: Any, seed: int = 0) -> dict[str, float]:
         )
     if len(modalities) > 1:
         a, b = modalities[:2]
-        fa, fb = test["features"][a], test["features"][b]
-        if fa.shape[1] == fb.shape[1]:
+        if a in test["joint"] and b in test["joint"]:
+            fa, fb = test["joint"][a], test["joint"][b]
             rec = retrieval_recall(fa, test["ids"][a], fb, test["ids"][b], ks=(1, 5, 10))
             for key, value in rec.items():
+                key = key.replace("a2b", f"{a}2{b}").replace("b2a", f"{b}2{a}")
                 results[f"retrieval/{key}"] = float(value)
     return results
 
@@ -240,10 +245,7 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
 def _retrieval_features_note(results: dict[str, float]) -> str:
     if any(k.startswith("retrieval/") for k in results):
         return ""
-    return (
-        "(retrieval needs equal feature sizes across modalities; this objective's "
-        "representations differ, so it is skipped)"
-    )
+    return "(no cross-modal retrieval: this objective has no joint embedding space)"
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
