@@ -5,9 +5,11 @@ image paired with 3 to 5 generated captions (multifold). The label is the
 digit. The two modalities are built to be *complementary*:
 
 * captions state coarse, label-relevant attributes the image may lack —
-  parity ("even"/"odd") and magnitude ("small" 0-4 / "large" 5-9) — plus
-  label-irrelevant style words; they never name the digit, so text alone can
-  reach at most the 4 attribute groups;
+  parity ("even"/"odd") and magnitude ("small" 0-4 / "large" 5-9) — and
+  label-irrelevant attributes read off the image itself (stroke thickness,
+  slant, which half is blank), which make a caption point at its own image
+  for retrieval; they never name the digit, so text alone can reach at most
+  the 4 parity x magnitude groups;
 * images carry the digit's shape, but 40 % of them have a random half blanked
   out, so for those the caption's attributes are needed to tell similar
   shapes apart.
@@ -41,47 +43,46 @@ import torch
 from ..api import Sample
 from .dataset import MultimodalDataset, check_split, split_indices
 
-STYLE_WORDS = (
-    "neatly written",
-    "scribbled",
-    "drawn with thick strokes",
-    "drawn with thin strokes",
-    "slightly slanted",
-    "written in a hurry",
-    "centered",
-    "a bit faded",
-)
+BLANK_SIDES = ("top", "bottom", "left", "right")
 TEMPLATES = (
-    "a {size} {parity} digit, {style}",
-    "an {parity} number that is {size}, {style}",
-    "handwritten: {size} and {parity}",
-    "this {style} digit is {parity} and {size}",
-    "{parity} {size} numeral, {style}",
-    "a {style} numeral; it is {size} and {parity}",
+    "a {size} {parity} digit {a}",
+    "handwritten, {size} and {parity}, {a}",
+    "this digit is {parity} and {size}; {a}",
+    "{parity} {size} numeral {a}, {b}",
+    "a {size} {parity} number {a} and {b}",
+    "{a}, {b}: a {parity} digit",
+    "{a}; the value is {size}",
 )
 
 
-def _article_fix(text: str) -> str:
-    return (
-        text.replace("an small", "a small")
-        .replace("an large", "a large")
-        .replace("an even", "an even")
-        .replace("an odd", "an odd")
-        .replace("a odd", "an odd")
-        .replace("a even", "an even")
+def image_attributes(arr: np.ndarray, blank: str | None, thresholds: tuple[float, ...]) -> list[str]:
+    """Phrases read off the image itself: ink, slant, and a blanked half."""
+    ink = float(arr.sum())
+    lo, hi = thresholds
+    phrases = [
+        "with thin strokes" if ink < lo else "with thick strokes" if ink > hi else "with even strokes"
+    ]
+    cols = arr.sum(axis=0)
+    center = float((cols * np.arange(arr.shape[1])).sum() / max(cols.sum(), 1.0))
+    phrases.append(
+        "leaning left" if center < 3.3 else "leaning right" if center > 3.9 else "well centred"
     )
+    phrases.append(f"with the {blank} half blank" if blank else "fully visible")
+    return phrases
 
 
-def digit_captions(digit: int, rng: np.random.Generator) -> list[str]:
-    """3 to 5 captions stating parity and magnitude, never the digit itself."""
+def digit_captions(
+    digit: int, attributes: list[str], rng: np.random.Generator
+) -> list[str]:
+    """3 to 5 captions: parity and magnitude (never the digit) plus image attributes."""
     parity = "even" if digit % 2 == 0 else "odd"
     size = "small" if digit < 5 else "large"
     k = int(rng.integers(3, 6))
-    templates = rng.choice(len(TEMPLATES), size=k, replace=False)
     captions = []
-    for t in templates:
-        style = STYLE_WORDS[int(rng.integers(len(STYLE_WORDS)))]
-        captions.append(_article_fix(TEMPLATES[t].format(size=size, parity=parity, style=style)))
+    for t in rng.choice(len(TEMPLATES), size=k, replace=False):
+        a, b = rng.choice(attributes, size=2, replace=False)
+        text = TEMPLATES[int(t)].format(size=size, parity=parity, a=a, b=b)
+        captions.append(text.replace("a odd", "an odd").replace("a even", "an even"))
     return captions
 
 
@@ -92,30 +93,34 @@ def _digits_samples(seed: int, degrade_fraction: float) -> tuple[Sample, ...]:
 
     digits = load_digits()
     rng = np.random.default_rng(seed)
+    images = (digits.images / 16.0 * 255.0).astype(np.uint8)
+    blanks: list[str | None] = []
+    for arr in images:
+        blank = BLANK_SIDES[int(rng.integers(4))] if rng.random() < degrade_fraction else None
+        if blank == "top":
+            arr[:4] = 0
+        elif blank == "bottom":
+            arr[4:] = 0
+        elif blank == "left":
+            arr[:, :4] = 0
+        elif blank == "right":
+            arr[:, 4:] = 0
+        blanks.append(blank)
+    ink = images.reshape(len(images), -1).sum(axis=1)
+    thresholds = (float(np.quantile(ink, 1 / 3)), float(np.quantile(ink, 2 / 3)))
     samples = []
-    for i, (img, y) in enumerate(zip(digits.images, digits.target)):
-        arr = (img / 16.0 * 255.0).astype(np.uint8)
-        degraded = bool(rng.random() < degrade_fraction)
-        if degraded:
-            side = int(rng.integers(4))
-            if side == 0:
-                arr[:4] = 0
-            elif side == 1:
-                arr[4:] = 0
-            elif side == 2:
-                arr[:, :4] = 0
-            else:
-                arr[:, 4:] = 0
-        image = Image.fromarray(arr, mode="L").convert("RGB")
+    for i, (arr, y) in enumerate(zip(images, digits.target)):
         y = int(y)
+        attributes = image_attributes(arr, blanks[i], thresholds)
+        image = Image.fromarray(arr, mode="L").convert("RGB")
         samples.append(
             Sample(
                 instance_id=i,
-                observations={"image": [image], "text": digit_captions(y, rng)},
+                observations={"image": [image], "text": digit_captions(y, attributes, rng)},
                 label=y,
                 extras={
                     "labels": {"digit": y, "parity": y % 2, "large": int(y >= 5)},
-                    "degraded": degraded,
+                    "degraded": blanks[i] is not None,
                 },
             )
         )
