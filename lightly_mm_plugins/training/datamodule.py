@@ -14,7 +14,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..api import StageScheduler, View
 
@@ -81,6 +81,39 @@ class FixedBatches(Sampler[list[int]]):
         return len(self.batches)
 
 
+class SeededViews(Dataset[Any]):
+    """Training views whose random draws depend only on ``(seed, epoch, index)``.
+
+    Augmentations then do not depend on worker count, prefetching, or where an
+    interrupted run resumed. Set :attr:`epoch` before each epoch.
+    """
+
+    def __init__(self, views: Any, seed: int) -> None:
+        self.views, self.seed, self.epoch = views, seed, 0
+        self.modalities = dict(views.modalities)
+
+    def __len__(self) -> int:
+        return len(self.views)
+
+    def __getitem__(self, index: int) -> Any:
+        import random
+
+        import numpy as np
+
+        key = [self.seed, self.epoch, index]
+        state = int(np.random.SeedSequence(key).generate_state(1)[0])
+        py_state, np_state = random.getstate(), np.random.get_state()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(state)
+            random.seed(state)
+            np.random.seed(state)
+            try:
+                return self.views[index]
+            finally:
+                random.setstate(py_state)
+                np.random.set_state(np_state)
+
+
 class MultimodalDataModule(pl.LightningDataModule):
     """Train / val / test loaders over :class:`~lightly_mm_plugins.data` data sets."""
 
@@ -103,7 +136,7 @@ class MultimodalDataModule(pl.LightningDataModule):
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.scheduler = scheduler
         self.stage_of_epoch = stage_of_epoch
-        self.train_views = ViewDataset(train_set, view, train=True)
+        self.train_views = SeededViews(ViewDataset(train_set, view, train=True), seed)
         self.train_eval_views = ViewDataset(train_set, view, train=False)
         self.test_eval_views = ViewDataset(test_set, view, train=False)
         self._instance_ids = (
@@ -136,6 +169,7 @@ class MultimodalDataModule(pl.LightningDataModule):
             )
             if batches is not None:
                 sampler = FixedBatches(batches)
+        self.train_views.epoch = epoch
         if sampler is None:
             sampler = EpochBatchSampler(
                 len(self.train_views), self.batch_size, self.seed, epoch, world, rank

@@ -62,8 +62,10 @@ class MultimodalModule(pl.LightningModule):
         weight_decay: float = 1e-4,
         warmup_epochs: float = 0.5,
         embed_loader_fn: Any = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
+        self.seed = seed
         self.encoders = nn.ModuleDict(dict(encoders))
         self.objective = objective
         self.scheduler = scheduler
@@ -100,6 +102,9 @@ class MultimodalModule(pl.LightningModule):
         return len(self.stage_starts) - 2
 
     def on_train_epoch_start(self) -> None:
+        # Augmentations of epoch e depend only on (seed, e): a resumed run sees
+        # exactly the views an uninterrupted one would.
+        pl.seed_everything(self.seed * 100_003 + self.current_epoch, workers=True, verbose=False)
         stage = self.stage_of_epoch(self.current_epoch)
         while self.current_stage < stage:
             self._finish_stage(self.current_stage)

@@ -17,16 +17,17 @@ def _pyplot() -> Any:
     return plt
 
 
-def plot_loss_curve(metrics_csv: Path, stage_starts: Sequence[int], out: Path) -> None:
-    """Training loss against step, one colour per stage."""
-    if not metrics_csv.exists():
-        return
+def plot_loss_curve(metrics_csvs: Sequence[Path], stage_starts: Sequence[int], out: Path) -> None:
+    """Training loss against step, one colour per stage (resumed runs append logs)."""
     points: list[tuple[int, int, float]] = []
-    with metrics_csv.open() as f:
-        for row in csv.DictReader(f):
-            value = row.get("train_loss")
-            if value:
-                points.append((int(row["step"]), int(float(row.get("epoch") or 0)), float(value)))
+    for metrics_csv in metrics_csvs:
+        with metrics_csv.open() as f:
+            for row in csv.DictReader(f):
+                value = row.get("train_loss")
+                if value:
+                    epoch = int(float(row.get("epoch") or 0))
+                    points.append((int(row["step"]), epoch, float(value)))
+    points.sort()
     if not points:
         return
     plt = _pyplot()

@@ -56,6 +56,9 @@ class TrainConfig:
     resume: bool = False
     quiet: bool = False
     eval_init: bool = True
+    #: Stop (with a checkpoint) after this many epochs, as if interrupted;
+    #: ``--resume`` continues the same schedule.
+    stop_after_epochs: int | None = None
 
 
 def _check_out_dir(out: Path) -> None:
@@ -130,6 +133,7 @@ def build_components(cfg: TrainConfig) -> dict[str, Any]:
         weight_decay=cfg.weight_decay,
         warmup_epochs=cfg.warmup_epochs,
         embed_loader_fn=lambda: dm_holder["dm"].eval_loader("train"),
+        seed=cfg.seed,
     )
     dm = MultimodalDataModule(
         train_set,
@@ -230,6 +234,18 @@ def evaluate(module: Any, dm: Any, seed: int = 0) -> dict[str, float]:
     return results
 
 
+def StopAfterEpochs(epochs: int) -> Any:
+    """A Lightning callback that stops training after ``epochs`` epochs."""
+    from pytorch_lightning.callbacks import Callback
+
+    class _Stop(Callback):
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            if trainer.current_epoch + 1 >= epochs:
+                trainer.should_stop = True
+
+    return _Stop()
+
+
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     """Write to a temporary file in the same folder, then rename: never half-written."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -279,8 +295,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     ckpt_dir = out / "checkpoints"
     ckpt = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_epochs=1)
+    callbacks: list[Any] = [ckpt]
+    if cfg.stop_after_epochs is not None:
+        callbacks.append(StopAfterEpochs(cfg.stop_after_epochs))
     loggers = [
-        CSVLogger(str(out), name="logs", version=""),
+        CSVLogger(str(out), name="logs"),
         TensorBoardLogger(str(out), name="tensorboard", version=""),
     ]
     trainer = pl.Trainer(
@@ -290,7 +309,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         strategy=strategy,
         precision=precision,  # type: ignore[arg-type]
         logger=loggers,
-        callbacks=[ckpt],
+        callbacks=callbacks,
         enable_progress_bar=not cfg.quiet,
         enable_model_summary=False,
         log_every_n_steps=1,
@@ -305,6 +324,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     if not trainer.is_global_zero:
         return results
+    if trainer.current_epoch < module.total_epochs:
+        print(
+            f"Stopped after epoch {trainer.current_epoch} of {module.total_epochs}; "
+            f"continue with --resume --out {cfg.out}"
+        )
+        results["stopped_at_epoch"] = trainer.current_epoch
+        results["module"] = module
+        return results
 
     results["trained"] = evaluate(module, dm, seed=cfg.seed)
     results["plugins"] = [
@@ -313,6 +340,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     results["wall_time_s"] = round(time.time() - t0, 1)
     results["stages"] = module.scheduler.num_stages()
     results["view"], results["scheduler"] = parts["view_name"], parts["scheduler_name"]
+    results["module"] = module
 
     _atomic_torch_save(
         {
@@ -325,8 +353,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         },
         out / "encoders.pt",
     )
-    (out / "metrics.json").write_text(json.dumps(results, indent=2, default=str))
-    plot_loss_curve(out / "logs" / "metrics.csv", module.stage_starts, out / "loss_curve.png")
+    serialisable = {k: v for k, v in results.items() if k != "module"}
+    (out / "metrics.json").write_text(json.dumps(serialisable, indent=2, default=str))
+    plot_loss_curve(
+        sorted((out / "logs").glob("version_*/metrics.csv")),
+        module.stage_starts,
+        out / "loss_curve.png",
+    )
     plot_results(results, out / "results.png", title=f"{cfg.method} on {cfg.data}")
     print(format_results_table(results, cfg))
     return results
@@ -347,7 +380,7 @@ def format_results_table(results: dict[str, Any], cfg: TrainConfig) -> str:
     note = _retrieval_features_note(trained)
     if note:
         lines.append(note)
-    lines.append(f"Written to {cfg.out}: encoders.pt, metrics.json, logs/metrics.csv, *.png")
+    lines.append(f"Written to {cfg.out}: encoders.pt, metrics.json, checkpoints/, logs/, *.png")
     return "\n".join(lines)
 
 
