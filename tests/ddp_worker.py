@@ -17,7 +17,7 @@ import torch.distributed as dist
 from torch import nn
 
 from lightly_mm_plugins import get_host
-from lightly_mm_plugins.testing import EMBEDDING_DIMS, objective_kwargs, random_batch
+from lightly_mm_plugins.testing import EMBEDDING_DIMS, random_batch
 
 INPUT_DIM = 10
 

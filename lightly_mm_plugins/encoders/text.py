@@ -113,6 +113,10 @@ class TextEncoder(Encoder):
         return out  # type: ignore[no-any-return]
 
     def forward(self, texts: list[str]) -> Tensor:
+        if isinstance(texts, str) or not isinstance(texts, list | tuple):
+            raise TypeError("the text encoder takes a list of strings")
+        if len(texts) == 0:
+            raise ValueError("the text encoder got an empty list of captions")
         if self.trainable:
             return self._run(texts)["sentence_embedding"]  # type: ignore[no-any-return]
         # Frozen: a caption's embedding never changes, so compute each string once.
