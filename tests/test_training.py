@@ -45,7 +45,7 @@ def test_two_epochs_lower_the_loss_and_beat_random_init(clip_run):
     assert sum(last) / len(last) < sum(first) / len(first)
     init, trained = results["init"], results["trained"]
     assert trained["linear_probe/image"] > init["linear_probe/image"]
-    assert trained["retrieval/image2text_R@10"] > init["retrieval/image2text_R@10"]
+    assert trained["retrieval/image_to_text_R@10"] > init["retrieval/image_to_text_R@10"]
 
 
 def test_outputs_are_written_and_load_safely(clip_run):
@@ -57,7 +57,7 @@ def test_outputs_are_written_and_load_safely(clip_run):
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["lightly_mm"]["objective_class"].endswith("CLIPObjective")
     metrics = json.loads((out / "metrics.json").read_text())
-    assert "retrieval/text2image_R@1" in metrics["trained"]
+    assert "retrieval/text_to_image_R@1" in metrics["trained"]
     assert any(p.startswith("lightly-mm-clip==") for p in metrics["plugins"])
 
 

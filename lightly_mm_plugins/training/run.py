@@ -167,6 +167,7 @@ def collect_features(module: Any, loader: Any) -> dict[str, Any]:
     joint: dict[str, list[Tensor]] = {m: [] for m in module.objective.modalities}
     ids: dict[str, list[Tensor]] = {m: [] for m in module.objective.modalities}
     labels: dict[int, int] = {}
+    extra_labels: dict[str, dict[int, int]] = {}
     for batch in loader:
         batch = _to_device(batch, module.device)
         for m in module.objective.modalities:
@@ -181,12 +182,17 @@ def collect_features(module: Any, loader: Any) -> dict[str, Any]:
         if batch.labels is not None:
             for i, y in zip(batch.instance_ids.tolist(), batch.labels.tolist()):
                 labels[i] = y
+        for name, values in batch.extras.get("labels", {}).items():
+            table = extra_labels.setdefault(name, {})
+            for i, y in zip(batch.instance_ids.tolist(), values.tolist()):
+                table[i] = y
     module.train(was_training)
     return {
         "features": {m: torch.cat(v) for m, v in feats.items()},
         "joint": {m: torch.cat(v) for m, v in joint.items() if v},
         "ids": {m: torch.cat(v) for m, v in ids.items()},
         "labels": labels,
+        "extra_labels": extra_labels,
     }
 
 
@@ -223,13 +229,23 @@ def evaluate(module: Any, dm: Any, seed: int = 0) -> dict[str, float]:
         results["linear_probe/joint"] = float(
             linear_probe(torch.cat(joint_train, 1), tr_y, torch.cat(joint_test, 1), te_y)
         )
+    # Every extra label set (e.g. shared / unique parts of the synthetic data).
+    for name, table in sorted(train["extra_labels"].items()):
+        test_table = test["extra_labels"].get(name, {})
+        if not test_table or len(set(table.values())) < 2:
+            continue
+        tr_y = torch.tensor([table[int(i)] for i in tr_ids])
+        te_y = torch.tensor([test_table[int(i)] for i in te_ids])
+        results[f"linear_probe/joint[{name}]"] = float(
+            linear_probe(torch.cat(joint_train, 1), tr_y, torch.cat(joint_test, 1), te_y)
+        )
     if len(modalities) > 1:
         a, b = modalities[:2]
         if a in test["joint"] and b in test["joint"]:
             fa, fb = test["joint"][a], test["joint"][b]
             rec = retrieval_recall(fa, test["ids"][a], fb, test["ids"][b], ks=(1, 5, 10))
             for key, value in rec.items():
-                key = key.replace("a2b", f"{a}2{b}").replace("b2a", f"{b}2{a}")
+                key = key.replace("a2b", f"{a}_to_{b}").replace("b2a", f"{b}_to_{a}")
                 results[f"retrieval/{key}"] = float(value)
     return results
 
