@@ -400,8 +400,9 @@ class StagePlan:
 
     Attributes:
         epochs: Epochs in this stage.
-        reinit_from_stage0: Start the stage from the weights at the start of
-            stage 0 (True) or continue from the previous stage (False).
+        reinit_from_stage0: Start the stage's encoders from the weights at the
+            end of stage 0 (True; MCL trains every later stage from the stage-0
+            model) or continue from the previous stage (False).
         freeze: Modality names whose encoders are frozen in this stage.
     """
 

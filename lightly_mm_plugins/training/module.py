@@ -111,6 +111,15 @@ class MultimodalModule(pl.LightningModule):
             self.current_stage += 1
         self._apply_freeze(stage)
 
+    def on_train_epoch_end(self) -> None:
+        # Finish a stage at its last epoch, before the checkpoint callback runs and
+        # before Lightning builds the next epoch's loader (which may need the new
+        # stage's batches); on_train_epoch_start still catches up after a resume.
+        nxt = self.current_stage + 1
+        if nxt < len(self.stage_starts) - 1 and self.current_epoch + 1 >= self.stage_starts[nxt]:
+            self._finish_stage(self.current_stage)
+            self.current_stage = nxt
+
     def _apply_freeze(self, stage: int) -> None:
         frozen = set(self.scheduler.plan(stage).freeze)
         for name, enc in self.encoders.items():
