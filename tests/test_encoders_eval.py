@@ -53,7 +53,7 @@ def test_text_encoder_loads_offline_from_the_package(text_encoder):
     assert emb.shape == (3, 384) and not emb.requires_grad
     torch.testing.assert_close(emb[0], emb[2])
     assert not torch.allclose(emb[0], emb[1])
-    g, tokens, mask = text_encoder.forward_local(["one two three", "one"])
+    _g, tokens, mask = text_encoder.forward_local(["one two three", "one"])
     assert tokens.shape[:2] == mask.shape and mask[0].sum() > mask[1].sum()
     with pytest.raises(ValueError, match="empty"):
         text_encoder([])
