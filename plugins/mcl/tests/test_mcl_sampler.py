@@ -112,7 +112,7 @@ def test_scheduler_maps_dataset_indices_through_instance_ids():
     n = 24
     ids_clustered = torch.arange(n) + 1000
     labels = (torch.arange(n) % 3).long()
-    sched = MCLScheduler(epochs=1, num_stages=2, num_clusters=3)
+    sched = MCLScheduler(epochs=1, num_stages=2, num_clusters=3, sampler="group")
     sched.load_state_dict(
         {
             "format": 1,

@@ -102,7 +102,7 @@ def test_scheduler_integrates_stage_labels_by_instance_id(monkeypatch):
 
 
 def test_pseudo_labels_before_clustering_is_a_clear_error():
-    sched = MCLScheduler(epochs=1, num_stages=3)
+    sched = MCLScheduler(epochs=1, num_stages=3, sampler="group")
     with pytest.raises(RuntimeError, match="on_stage_end"):
         sched.pseudo_labels(1, torch.arange(4))
     with pytest.raises(RuntimeError, match="on_stage_end"):
@@ -159,7 +159,7 @@ def test_kmeans_backends_deterministic_and_agree():
 
 def test_plans_freeze_and_reinit_only_after_stage0():
     sched = MCLScheduler(epochs=3)
-    assert sched.num_stages() == 4 and sched.num_clusters == 10 and sched.sampler == "group"
+    assert sched.num_stages() == 4 and sched.num_clusters == 10 and sched.sampler == "mask"
     p0, p1 = sched.plan(0), sched.plan(1)
     assert (p0.epochs, p0.freeze, p0.reinit_from_stage0) == (3, (), False)
     assert (p1.epochs, p1.freeze, p1.reinit_from_stage0) == (3, ("text",), True)
@@ -258,7 +258,7 @@ dist.init_process_group("gloo", store=dist.FileStore(store_path, 2), rank=rank, 
 # every rank clusters; pretend rank 1's k-means came out differently
 mine = torch.tensor([0, 1, 2, 0, 1, 2]) if rank == 0 else torch.zeros(6).long()
 m.kmeans_labels = lambda f, k, **kw: mine
-s = m.MCLScheduler(epochs=1, num_stages=2, num_clusters=3)
+s = m.MCLScheduler(epochs=1, num_stages=2, num_clusters=3, sampler="group")
 feats = torch.randn(6, 3)
 s.on_stage_end(StageContext(stage=0, embed_training_set=lambda: (feats, torch.arange(6))))
 torch.save({"labels": s.pseudo_labels(1, torch.arange(6)),
