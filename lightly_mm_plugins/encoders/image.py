@@ -1,17 +1,41 @@
 """Image encoders from torchvision architectures, randomly initialised by default.
 
-No weights are downloaded: architectures start from scratch unless the user
-passes ``weights_path`` (a state dict, loaded with ``weights_only=True``).
+Nothing is downloaded: every architecture is built with ``weights=None`` and
+starts from torchvision's own initialisation, unless the user passes
+``weights_path`` (a state dict on disk, read with ``torch.load(weights_only=True)``).
+
+Names (:data:`IMAGE_ENCODERS`):
+
+* ``small-resnet`` (default): torchvision's :class:`~torchvision.models.ResNet`
+  with one :class:`~torchvision.models.resnet.BasicBlock` per stage (a
+  ResNet-10) at a reduced width (``width=32``: 32-64-128-256 channels, 1.2 M
+  parameters) and the CIFAR stem (3x3 convolution, stride 1, no max-pool), so
+  32x32 images keep a 4x4 final feature map. Built for CPU speed: the main job
+  trains it on ~1250 digit images in a few minutes on two cores.
+* ``resnet18`` / ``resnet50``: the torchvision models; the CIFAR stem replaces
+  the ImageNet stem when ``image_size <= 64`` (``small_stem`` overrides).
+* ``vit``: torchvision's :class:`~torchvision.models.VisionTransformer` in a
+  small configuration for small images (patch 4 below 64 pixels, else 16;
+  6 layers, 4 heads, 192 dims, MLP 768).
+
+Global features are the average-pooled last feature map (ResNets) or the class
+token after the final LayerNorm (ViT). Local features (:meth:`ImageEncoder.forward_local`)
+are the last feature map's cells ``(N, H'*W', C)`` or the ViT patch tokens
+``(N, (H/p)*(W/p), D)``, with an all-true mask.
 
 Example:
     >>> import torch
     >>> enc = ImageEncoder("small-resnet")
     >>> enc(torch.randn(2, 3, 32, 32)).shape
     torch.Size([2, 256])
+    >>> _, cells, mask = enc.forward_local(torch.randn(2, 3, 32, 32))
+    >>> cells.shape, mask.shape
+    (torch.Size([2, 16, 256]), torch.Size([2, 16]))
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +44,47 @@ from torch import Tensor, nn
 
 from ..api import Encoder
 
-IMAGE_ENCODERS = ("small-resnet", "resnet18", "resnet50", "vit")
+__all__ = ["IMAGE_ENCODERS", "ImageEncoder", "load_weights"]
+
+#: The image encoder names :class:`ImageEncoder` knows.
+IMAGE_ENCODERS: tuple[str, ...] = ("small-resnet", "resnet18", "resnet50", "vit")
+
+_VIT_ARGS = ("patch_size", "num_layers", "num_heads", "hidden_dim", "mlp_dim")
 
 
-def _cifar_stem(model: nn.Module, width: int) -> None:
-    """3x3 stride-1 first convolution and no max-pool: keeps small images' detail."""
-    model.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
+def _torchvision_init(module: nn.Module) -> None:
+    """torchvision's ResNet initialisation (He normal, fan-out; BatchNorm 1/0).
+
+    Applied to layers we rebuild after construction, so a modified ResNet is
+    initialised exactly like an unmodified one.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d | nn.GroupNorm):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
+
+
+def _cifar_stem(model: Any) -> None:
+    """3x3 stride-1 first convolution and no max-pool: small images keep their detail."""
+    model.conv1 = nn.Conv2d(3, model.conv1.out_channels, 3, stride=1, padding=1, bias=False)
+    _torchvision_init(model.conv1)
     model.maxpool = nn.Identity()
 
 
-def _small_resnet() -> tuple[nn.Module, int]:
-    """torchvision's ResNet with one BasicBlock per stage (a ResNet-10) and half width."""
+def _small_resnet(width: int) -> tuple[nn.Module, int]:
+    """A torchvision ResNet-10 (one BasicBlock per stage) with stage widths ``width * 2**i``."""
     from torchvision.models.resnet import BasicBlock, ResNet
 
-    model = ResNet(BasicBlock, [1, 1, 1, 1], num_classes=1, width_per_group=64)
-    # Halve every stage's width: 32-64-128-256 channels (fast on a CPU).
-    widths = [32, 64, 128, 256]
+    if width < 1:
+        raise ValueError(f"small-resnet: width must be a positive integer, got {width}")
+    model: Any = ResNet(BasicBlock, [1, 1, 1, 1], num_classes=1)
+    widths = [width * 2**i for i in range(4)]
+    # torchvision's BasicBlock only comes at width 64; rebuild the stages narrower
+    # with ResNet's own _make_layer (it tracks the running channel count in inplanes).
     model.inplanes = widths[0]
-    model.conv1 = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
+    model.conv1 = nn.Conv2d(3, widths[0], 3, stride=1, padding=1, bias=False)
     model.bn1 = nn.BatchNorm2d(widths[0])
     model.maxpool = nn.Identity()
     model.layer1 = model._make_layer(BasicBlock, widths[0], 1)
@@ -45,22 +92,32 @@ def _small_resnet() -> tuple[nn.Module, int]:
     model.layer3 = model._make_layer(BasicBlock, widths[2], 1, stride=2)
     model.layer4 = model._make_layer(BasicBlock, widths[3], 1, stride=2)
     model.fc = nn.Identity()
+    _torchvision_init(model)
     return model, widths[3]
 
 
 class ImageEncoder(Encoder):
-    """A torchvision backbone returning pooled features and, on request, local cells.
+    """A torchvision backbone: pooled features and, on request, local cells / patches.
 
     Args:
-        name: ``small-resnet`` (ResNet-10 at half width with a small-image
-            stem, the fast default), ``resnet18``, ``resnet50`` (small-image stem
-            when ``image_size <= 64``), or ``vit`` (torchvision VisionTransformer,
-            small config: patch 4, 6 layers, 4 heads, 192 dims).
-        image_size: Input side length (ViT needs it; ResNets use it for the stem).
-        weights_path: Optional state dict to start from (never downloaded).
+        name: One of :data:`IMAGE_ENCODERS` (see the module docstring).
+        image_size: Input side length. The ViT is built for exactly this size;
+            the ResNets use it to pick the small-image stem (``<= 64``).
+        weights_path: Optional state dict to start from (never downloaded):
+            the backbone's ``state_dict()``, the encoder's (keys prefixed
+            ``backbone.``), or either under a ``"state_dict"`` key.
+        width: ``small-resnet`` only: channels of the first stage (default 32;
+            64 gives the standard ResNet widths at ~4x the compute).
+        small_stem: ``resnet18`` / ``resnet50`` only: force (True) or forbid (False) the CIFAR stem;
+            default ``image_size <= 64``.
+        patch_size, num_layers, num_heads, hidden_dim, mlp_dim: ``vit`` only:
+            the VisionTransformer configuration (defaults: patch 4 for images
+            up to 64 pixels else 16, 6 layers, 4 heads, 192, 768).
 
-    ``forward_local`` returns ResNet last-stage feature-map cells or ViT patch
-    tokens as ``(N, L, D)`` with an all-true mask.
+    Shapes: ``forward(x (N, 3, H, W)) -> (N, feature_dim)``;
+    ``forward_local(x) -> (global (N, D), local (N, L, D), mask (N, L))`` with
+    ``L = H'*W'`` last-stage cells (ResNet, ``H' = H / 8`` with the small stem,
+    ``H / 32`` otherwise) or ``(H/p)*(W/p)`` patches (ViT).
     """
 
     supports_local = True
@@ -70,61 +127,111 @@ class ImageEncoder(Encoder):
         name: str = "small-resnet",
         image_size: int = 32,
         weights_path: str | Path | None = None,
-        **kwargs: Any,
+        *,
+        width: int | None = None,
+        small_stem: bool | None = None,
+        patch_size: int | None = None,
+        num_layers: int | None = None,
+        num_heads: int | None = None,
+        hidden_dim: int | None = None,
+        mlp_dim: int | None = None,
     ) -> None:
         super().__init__()
         from torchvision import models
 
+        if name not in IMAGE_ENCODERS:
+            raise ValueError(
+                f"unknown image encoder {name!r}; available: {', '.join(IMAGE_ENCODERS)}"
+            )
+        if image_size < 1:
+            raise ValueError(f"image_size must be a positive integer, got {image_size}")
+        vit_args = dict(
+            patch_size=patch_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            hidden_dim=hidden_dim,
+            mlp_dim=mlp_dim,
+        )
+        given = {k for k, v in vit_args.items() if v is not None}
+        if name != "vit" and given:
+            raise ValueError(f"image encoder {name!r} does not take {sorted(given)} (vit only)")
+        if name != "small-resnet" and width is not None:
+            raise ValueError(f"image encoder {name!r} does not take width (small-resnet only)")
+        if name not in ("resnet18", "resnet50") and small_stem is not None:
+            raise ValueError(
+                f"image encoder {name!r} does not take small_stem (resnet18 / resnet50 only; "
+                "small-resnet always has the small-image stem)"
+            )
+
         self.name = name
+        self.image_size = int(image_size)
         self.is_vit = name == "vit"
         self.backbone: Any
-        dim: int
         if name == "small-resnet":
-            self.backbone, dim = _small_resnet()
+            self.backbone, dim = _small_resnet(32 if width is None else int(width))
         elif name in ("resnet18", "resnet50"):
             self.backbone = getattr(models, name)(weights=None)
             dim = int(self.backbone.fc.in_features)
-            if image_size <= 64:
-                _cifar_stem(self.backbone, self.backbone.conv1.out_channels)
+            if small_stem if small_stem is not None else image_size <= 64:
+                _cifar_stem(self.backbone)
             self.backbone.fc = nn.Identity()
-        elif name == "vit":
-            patch = kwargs.pop("patch_size", 4 if image_size <= 64 else 16)
+        else:
+            patch = patch_size or (4 if image_size <= 64 else 16)
             if image_size % patch:
                 raise ValueError(
                     f"vit: image_size {image_size} must be a multiple of patch_size {patch}"
                 )
+            heads = num_heads or 4
+            hidden = hidden_dim or 192
+            if hidden % heads:
+                raise ValueError(
+                    f"vit: hidden_dim {hidden} must be a multiple of num_heads {heads}"
+                )
             self.backbone = models.VisionTransformer(
                 image_size=image_size,
                 patch_size=patch,
-                num_layers=kwargs.pop("num_layers", 6),
-                num_heads=kwargs.pop("num_heads", 4),
-                hidden_dim=kwargs.pop("hidden_dim", 192),
-                mlp_dim=kwargs.pop("mlp_dim", 768),
+                num_layers=num_layers or 6,
+                num_heads=heads,
+                hidden_dim=hidden,
+                mlp_dim=mlp_dim or 4 * hidden,
             )
             self.backbone.heads = nn.Identity()
             dim = int(self.backbone.hidden_dim)
-        else:
-            raise ValueError(
-                f"unknown image encoder {name!r}; available: {', '.join(IMAGE_ENCODERS)}"
-            )
-        if kwargs:
-            raise TypeError(f"image encoder {name!r}: unexpected arguments {sorted(kwargs)}")
         self.feature_dim = self.local_dim = int(dim)
         if weights_path is not None:
-            load_weights(self.backbone, weights_path)
+            load_weights(self.backbone, weights_path, what=f"image encoder {name!r}")
+
+    def _check(self, x: Tensor) -> None:
+        if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != 3:
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"image encoder expects images of shape (N, 3, H, W), got {shape}")
+        if self.is_vit and tuple(x.shape[-2:]) != (self.image_size, self.image_size):
+            raise ValueError(
+                f"vit was built for {self.image_size}x{self.image_size} images, got "
+                f"{x.shape[-2]}x{x.shape[-1]}; pass image_size={x.shape[-1]} or resize"
+            )
 
     def forward(self, x: Tensor) -> Tensor:
+        """Global features ``(N, feature_dim)`` of images ``(N, 3, H, W)``."""
+        self._check(x)
         return self.backbone(x)  # type: ignore[no-any-return]
 
     def forward_local(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(global (N, D), local (N, L, D), mask (N, L) all True)``.
+
+        The global features equal :meth:`forward`'s: they are computed from the
+        same pass (average of the cells for ResNets, class token for ViT).
+        """
+        self._check(x)
+        b: Any = self.backbone
         if self.is_vit:
-            vit: Any = self.backbone
-            tokens = vit._process_input(x)
-            cls = vit.class_token.expand(tokens.shape[0], -1, -1)
-            tokens = vit.encoder(torch.cat([cls, tokens], dim=1))
+            # torchvision's VisionTransformer.forward, keeping the patch tokens.
+            tokens = b._process_input(x)
+            cls = b.class_token.expand(tokens.shape[0], -1, -1)
+            tokens = b.encoder(torch.cat([cls, tokens], dim=1))
             glob, local = tokens[:, 0], tokens[:, 1:]
         else:
-            b: Any = self.backbone
+            # torchvision's ResNet._forward_impl up to the last stage.
             h = b.maxpool(b.relu(b.bn1(b.conv1(x))))
             h = b.layer4(b.layer3(b.layer2(b.layer1(h))))
             glob = torch.flatten(b.avgpool(h), 1)
@@ -133,18 +240,55 @@ class ImageEncoder(Encoder):
         return glob, local, mask
 
 
-def load_weights(module: nn.Module, path: str | Path) -> None:
-    """Load a user's state dict safely (``weights_only=True``) with a clear error."""
+def load_weights(module: nn.Module, path: str | Path, what: str = "the encoder") -> None:
+    """Load a user's state dict into ``module`` safely, or raise a ``ValueError`` saying why.
+
+    The file is read with ``torch.load(weights_only=True)`` (no arbitrary
+    pickles). Accepted: ``module.state_dict()``, a dict holding it under
+    ``"state_dict"``, or an encoder state dict whose keys all start with
+    ``backbone.``. Missing keys, unexpected keys and shape mismatches are
+    listed in the error.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
     try:
-        module.load_state_dict(state)
-    except RuntimeError as exc:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unpickling failure means "not a plain state dict"
         raise ValueError(
-            f"weights in {str(path)!r} do not fit this architecture: {exc}".splitlines()[0]
-            + " (pass weights saved from the same encoder name and image size)"
+            f"cannot read weights from {str(path)!r} with weights_only=True ({exc}); "
+            "save a plain state dict: torch.save(model.state_dict(), path)"
         ) from exc
+    if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
+        state = state["state_dict"]
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(
+            f"{str(path)!r} does not hold a state dict (name -> tensor); "
+            "save one with torch.save(model.state_dict(), path)"
+        )
+    prefix = "backbone."
+    if state and all(k.startswith(prefix) for k in state):
+        state = {k[len(prefix) :]: v for k, v in state.items()}
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in set(own) & set(state)
+        if state[k].shape != own[k].shape
+    )
+    if missing or unexpected or wrong:
+        parts = []
+        for label, keys in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches (file vs model)", wrong),
+        ):
+            if keys:
+                more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+                parts.append(f"{len(keys)} {label}: {', '.join(keys[:3])}{more}")
+        raise ValueError(
+            f"weights in {str(path)!r} do not fit {what}: {'; '.join(parts)}. "
+            "Pass weights saved from the same encoder name, width and image size."
+        )
+    module.load_state_dict(state)

