@@ -269,6 +269,9 @@ def test_text_cache_stays_correct_when_it_overflows(text_encoder):
         got = text_encoder(texts)  # a batch larger than the cache
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
         assert len(text_encoder._cache) <= 2
+        text_encoder(texts[:1])
+        text_encoder.load_state_dict(text_encoder.state_dict())
+        assert not text_encoder._cache  # loading weights empties the cache
     finally:
         text_encoder.cache_size = old
         text_encoder._cache.clear()

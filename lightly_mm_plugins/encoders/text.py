@@ -151,10 +151,11 @@ class TextEncoder(Encoder):
         for p in self.parameters():
             p.requires_grad_(self.trainable)
         self.train(self.training)
-        self._register_load_state_dict_pre_hook(self._clear_cache_hook)
 
-    def _clear_cache_hook(self, *args: Any, **kwargs: Any) -> None:
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        # New weights make remembered embeddings stale.
         self._cache.clear()
+        super()._load_from_state_dict(*args, **kwargs)
 
     def train(self, mode: bool = True) -> TextEncoder:
         """Frozen encoders stay in eval mode (no dropout) whatever ``mode`` says."""
