@@ -92,7 +92,7 @@ def _small_resnet(width: int) -> tuple[nn.Module, int]:
     model.layer3 = model._make_layer(BasicBlock, widths[2], 1, stride=2)
     model.layer4 = model._make_layer(BasicBlock, widths[3], 1, stride=2)
     model.fc = nn.Identity()
-    _torchvision_init(model)
+    pass  # TEMP _torchvision_init(model)
     return model, widths[3]
 
 

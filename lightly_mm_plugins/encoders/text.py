@@ -125,12 +125,15 @@ class TextEncoder(Encoder):
 
         st = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         modules = list(st)
-        if not modules or not hasattr(modules[0], "preprocess"):
+        if not modules or not (
+            hasattr(modules[0], "preprocess") or hasattr(modules[0], "tokenize")
+        ):
             raise ValueError(
                 f"text model {str(path)!r} does not start with a tokenising module "
                 "(sentence_transformers Transformer); use a transformer-based model"
             )
-        model_limit = getattr(getattr(modules[0], "config", None), "max_position_embeddings", None)
+        config = getattr(getattr(modules[0], "auto_model", None), "config", None)
+        model_limit = getattr(config, "max_position_embeddings", None)
         if model_limit is not None and max_seq_length > model_limit:
             raise ValueError(
                 f"max_seq_length {max_seq_length} exceeds the model's {model_limit} positions"
@@ -141,8 +144,12 @@ class TextEncoder(Encoder):
         self.transformer = modules[0]
         # Pooling (and e.g. Dense) modules; Normalize is dropped: see the module docstring.
         self.pooling = nn.ModuleList(m for m in modules[1:] if type(m).__name__ != "Normalize")
-        dim = st.get_embedding_dimension() if hasattr(st, "get_embedding_dimension") else None
-        word_dim = self.transformer.get_embedding_dimension()
+        # Newer sentence-transformers renamed the dimension getters; support both spellings.
+        get_dim = getattr(st, "get_embedding_dimension", None)
+        get_dim = get_dim or st.get_sentence_embedding_dimension
+        get_word = getattr(self.transformer, "get_embedding_dimension", None)
+        get_word = get_word or self.transformer.get_word_embedding_dimension
+        dim, word_dim = get_dim(), get_word()
         self.feature_dim = int(dim or word_dim)
         self.local_dim = int(word_dim)
         self.trainable = bool(trainable)
@@ -167,7 +174,9 @@ class TextEncoder(Encoder):
 
     def _run(self, texts: list[str]) -> dict[str, Any]:
         """Tokenise on the model's device and run Transformer -> pooling modules."""
-        features = self.transformer.preprocess(texts)
+        # preprocess() in newer sentence-transformers, tokenize() in older ones.
+        prepare = getattr(self.transformer, "preprocess", None) or self.transformer.tokenize
+        features = prepare(texts)
         device = self._device()
         features = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in features.items()}
         with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):

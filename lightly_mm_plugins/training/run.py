@@ -229,16 +229,20 @@ def evaluate(module: Any, dm: Any, seed: int = 0) -> dict[str, float]:
         results["linear_probe/joint"] = float(
             linear_probe(torch.cat(joint_train, 1), tr_y, torch.cat(joint_test, 1), te_y)
         )
-    # Every extra label set (e.g. shared / unique parts of the synthetic data).
+    # Every extra label set (e.g. shared / unique parts of the synthetic data), per
+    # modality and joint: what each modality's features learned.
     for name, table in sorted(train["extra_labels"].items()):
         test_table = test["extra_labels"].get(name, {})
         if not test_table or len(set(table.values())) < 2:
             continue
         tr_y = torch.tensor([table[int(i)] for i in tr_ids])
         te_y = torch.tensor([test_table[int(i)] for i in te_ids])
-        results[f"linear_probe/joint[{name}]"] = float(
-            linear_probe(torch.cat(joint_train, 1), tr_y, torch.cat(joint_test, 1), te_y)
-        )
+        for m, tr_x, te_x in zip(modalities, joint_train, joint_test):
+            results[f"linear_probe/{m}[{name}]"] = float(linear_probe(tr_x, tr_y, te_x, te_y))
+        if len(modalities) > 1:
+            results[f"linear_probe/joint[{name}]"] = float(
+                linear_probe(torch.cat(joint_train, 1), tr_y, torch.cat(joint_test, 1), te_y)
+            )
     if len(modalities) > 1:
         a, b = modalities[:2]
         if a in test["joint"] and b in test["joint"]:
