@@ -138,17 +138,18 @@ class TextEncoder(Encoder):
             raise ValueError(
                 f"max_seq_length {max_seq_length} exceeds the model's {model_limit} positions"
             )
-        modules[0].max_seq_length = max_seq_length
+        first: Any = modules[0]
+        first.max_seq_length = max_seq_length
         self.model_path = path
         self.max_seq_length = max_seq_length
-        self.transformer = modules[0]
+        self.transformer = first
         # Pooling (and e.g. Dense) modules; Normalize is dropped: see the module docstring.
         self.pooling = nn.ModuleList(m for m in modules[1:] if type(m).__name__ != "Normalize")
         # Newer sentence-transformers renamed the dimension getters; support both spellings.
         get_dim = getattr(st, "get_embedding_dimension", None)
         get_dim = get_dim or st.get_sentence_embedding_dimension
-        get_word = getattr(self.transformer, "get_embedding_dimension", None)
-        get_word = get_word or self.transformer.get_word_embedding_dimension
+        get_word = getattr(first, "get_embedding_dimension", None)
+        get_word = get_word or first.get_word_embedding_dimension
         dim, word_dim = get_dim(), get_word()
         self.feature_dim = int(dim or word_dim)
         self.local_dim = int(word_dim)
