@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -183,7 +183,3 @@ def validate_name(name: str) -> str:
             "'-', '_' and '.', starting with a letter or digit"
         )
     return key
-
-
-def describe(entries: Sequence[Entry]) -> str:
-    return ", ".join(e.name for e in entries)

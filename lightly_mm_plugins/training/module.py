@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import pytorch_lightning as pl
@@ -127,15 +127,19 @@ class MultimodalModule(pl.LightningModule):
             for p in enc.parameters():
                 p.requires_grad_(trainable)
 
+    def _append_snapshot(self) -> None:
+        """Keep a frozen copy of the encoders and objective (a finished stage's model)."""
+        snap = copy.deepcopy(
+            nn.ModuleDict({"encoders": self.encoders, "objective": self.objective})
+        )
+        for p in snap.parameters():
+            p.requires_grad_(False)
+        self.stage_snapshots.append(snap.eval())
+
     def _finish_stage(self, stage: int) -> None:
         """Snapshot encoders and let the scheduler act (e.g. MCL clustering)."""
         if len(self.stage_snapshots) <= stage:
-            snap = copy.deepcopy(
-                nn.ModuleDict({"encoders": self.encoders, "objective": self.objective})
-            )
-            for p in snap.parameters():
-                p.requires_grad_(False)
-            self.stage_snapshots.append(snap.eval())
+            self._append_snapshot()
         context = StageContext(
             stage=stage, embed_training_set=self.embed_training_set, device=self.device
         )
@@ -150,8 +154,7 @@ class MultimodalModule(pl.LightningModule):
         """Features ``(M, D)`` of the training set (eval view) and instance ids ``(M,)``."""
         if self.embed_loader_fn is None:
             raise RuntimeError("the module was built without a loader for stage boundaries")
-        feats, ids = embed_loader(self, self.embed_loader_fn(), modality=None)
-        return feats, ids
+        return embed_loader(self, self.embed_loader_fn())
 
     # ---------------------------------------------------------------- encoding
     def encode(self, batch: CollatedBatch) -> EncodedBatch:
@@ -298,12 +301,7 @@ class MultimodalModule(pl.LightningModule):
                 f"{mine}; use the same --method or another --out"
             )
         while len(self.stage_snapshots) < state["num_snapshots"]:
-            snap = copy.deepcopy(
-                nn.ModuleDict({"encoders": self.encoders, "objective": self.objective})
-            )
-            for p in snap.parameters():
-                p.requires_grad_(False)
-            self.stage_snapshots.append(snap.eval())
+            self._append_snapshot()
         self.current_stage = state["current_stage"]
         self.scheduler.load_state_dict(state["scheduler"])
 
@@ -375,13 +373,12 @@ def encode_observations(
 
 
 @torch.no_grad()
-def embed_loader(
-    module: MultimodalModule, loader: Any, modality: str | None, final: bool = False
-) -> tuple[Tensor, Tensor]:
-    """Features of every valid observation in a loader, with their instance ids.
+def embed_loader(module: MultimodalModule, loader: Any) -> tuple[Tensor, Tensor]:
+    """Per instance, the concatenated current features of each contrasted modality's
+    first observation, with the instance ids (what a stage scheduler clusters).
 
-    ``modality=None`` concatenates all contrasted modalities' first observation
-    features per instance (used for clustering).
+    Per-modality features of every observation, for evaluation, come from
+    :func:`lightly_mm_plugins.training.run.collect_features`.
     """
     from tqdm.auto import tqdm
 
@@ -391,21 +388,13 @@ def embed_loader(
     ids: list[Tensor] = []
     for batch in tqdm(loader, desc="embedding", leave=False, disable=None):
         batch = _to_device(batch, module.device)
-        if modality is None:
-            per_mod = []
-            for m in module.objective.modalities:
-                one = _first_observation(batch, m)
-                feats_m = module.features(one, m, final=final)
-                assert feats_m is not None
-                per_mod.append(feats_m)
-            feats.append(torch.cat(per_mod, dim=-1).float().cpu())
-            ids.append(batch.instance_ids.cpu())
-        else:
-            mask = batch.masks[modality]
-            f = module.features(batch, modality, final=final)
-            assert f is not None
-            feats.append(f.float().cpu())
-            ids.append(batch.instance_ids.repeat_interleave(mask.sum(1)).cpu())
+        per_mod = []
+        for m in module.objective.modalities:
+            feats_m = module.features(_first_observation(batch, m), m, final=False)
+            assert feats_m is not None
+            per_mod.append(feats_m)
+        feats.append(torch.cat(per_mod, dim=-1).float().cpu())
+        ids.append(batch.instance_ids.cpu())
     module.train(was_training)
     return torch.cat(feats), torch.cat(ids)
 
@@ -433,7 +422,3 @@ def _to_device(batch: CollatedBatch, device: torch.device) -> CollatedBatch:
         labels=None if batch.labels is None else batch.labels.to(device),
         extras=batch.extras,
     )
-
-
-def stage_feature_names(stages: Sequence[int]) -> list[str]:
-    return [f"stage{s}" for s in stages]
