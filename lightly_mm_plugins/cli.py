@@ -5,18 +5,30 @@
 * ``lightly-mm plugins check``: exit 1 on any load failure or name conflict.
 * ``lightly-mm train --method NAME ...``: the main job (see ``--help``).
 * ``lightly-mm compare --methods a,b``: several methods on the same data/seeds.
+
+Errors the user can fix (an unknown method, view or scheduler, bad data, an
+argument a method does not take: :class:`~lightly_mm_plugins.errors.LightlyMMError`
+and ``ValueError``) end the command with ``lightly-mm <command>: error: <message>``
+on stderr instead of a traceback: exit status 2 when found before anything ran
+(component names are checked first, so ``compare`` does not train the first
+method before it finds a typo in the second), 1 otherwise. Set
+``LIGHTLY_MM_TRACEBACK=1`` to get the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from .errors import LightlyMMError
 from .manager import PluginHost, get_host
-from .registry import KINDS
+from .registry import KIND_SINGULAR, KINDS, check_arguments
+
+ENV_TRACEBACK = "LIGHTLY_MM_TRACEBACK"
 
 
 def _plugins_report(host: PluginHost, include_builtin: bool) -> dict[str, Any]:
@@ -146,10 +158,64 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_names(args: argparse.Namespace) -> None:
+    """Check what ``train`` / ``compare`` name before loading data, encoders or models.
+
+    The components (method, view, scheduler) must be registered, their
+    ``--*-args`` names accepted by their factories, and ``--data`` a known
+    spec or an existing annotation file. Raises
+    :class:`~lightly_mm_plugins.errors.UnknownComponentError` (with close
+    matches), :class:`~lightly_mm_plugins.errors.PluginConflictError`,
+    :class:`~lightly_mm_plugins.errors.ArgumentError` or
+    :class:`~lightly_mm_plugins.errors.DataError`.
+    """
+    if args.command not in ("train", "compare"):
+        return
+    from .data import check_data_spec
+
+    host = get_host()
+    if args.command == "compare":
+        methods = [m.strip() for m in str(args.methods).split(",") if m.strip()]
+        if not methods:
+            raise LightlyMMError("--methods names no method; give e.g. --methods clip,mxm-clr")
+        for method in methods:
+            host.registry("objectives").get(method)
+        check_data_spec(args.data)
+        return
+    entry = host.registry("objectives").get(args.method)
+    view = args.view or entry.metadata.get("view") or "paired"
+    scheduler = args.scheduler or entry.metadata.get("scheduler") or "single"
+    for kind, name, kwargs, flag in (
+        ("objectives", args.method, args.method_args, "--method-args"),
+        ("views", view, args.view_args, "--view-args"),
+        ("stage_schedulers", scheduler, args.scheduler_args, "--scheduler-args"),
+    ):
+        component = host.registry(kind).get(name)
+        if kwargs:
+            what = f"{flag}: {KIND_SINGULAR[kind]} {component.name!r}"
+            check_arguments(component.resolve(), kwargs, what, check_missing=False)
+    check_data_spec(args.data)
+
+
+def _fail(args: argparse.Namespace, exc: BaseException, status: int) -> int:
+    if os.environ.get(ENV_TRACEBACK, "").strip().lower() in {"1", "true", "yes", "on"}:
+        raise exc
+    print(f"lightly-mm {args.command}: error: {exc}", file=sys.stderr)
+    print(f"(set {ENV_TRACEBACK}=1 for the traceback)", file=sys.stderr)
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    result = args.func(args)
+    try:
+        check_names(args)
+    except LightlyMMError as exc:
+        return _fail(args, exc, 2)
+    try:
+        result = args.func(args)
+    except (LightlyMMError, ValueError) as exc:
+        return _fail(args, exc, 1)
     return int(result or 0)
 
 

@@ -18,6 +18,14 @@ class UnknownComponentError(LightlyMMError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class ArgumentError(LightlyMMError, TypeError):
+    """A component was given an argument it does not accept (lists the ones it does).
+
+    A ``TypeError`` like Python's own "unexpected keyword argument", so code
+    that caught that keeps working.
+    """
+
+
 class PluginConflictError(PluginError):
     """Two plugins registered the same name for the same kind."""
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .errors import (
+    ArgumentError,
     PluginConflictError,
     PluginError,
     UnknownComponentError,
@@ -82,7 +84,61 @@ class Entry:
         return obj  # type: ignore[no-any-return]
 
     def create(self, **kwargs: Any) -> Any:
-        return self.resolve()(**kwargs)
+        """Build the component; an argument the factory does not take is an ArgumentError."""
+        factory = self.resolve()
+        check_arguments(factory, kwargs, f"{KIND_SINGULAR[self.kind]} {self.name!r}")
+        return factory(**kwargs)
+
+
+def check_arguments(
+    factory: Callable[..., Any],
+    kwargs: Mapping[str, Any],
+    what: str,
+    *,
+    check_missing: bool = True,
+) -> None:
+    """Raise :class:`ArgumentError` if ``factory`` cannot take the keyword ``kwargs``.
+
+    Names the unknown arguments, the accepted ones and close matches (a typo in
+    ``--method-args``), instead of Python's bare "unexpected keyword argument"
+    from deep inside a plugin. Factories taking ``**kwargs`` or without a
+    signature are not checked. ``check_missing=False`` checks only the names
+    given (the CLI checks user arguments before the host adds its own).
+    """
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [
+        n
+        for n, p in params.items()
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
+    unknown = [k for k in kwargs if k not in accepted]
+    if unknown:
+        msg = (
+            f"{what} does not accept argument(s) {', '.join(map(repr, unknown))}; it accepts: "
+            + (", ".join(accepted) or "(none)")
+        )
+        hints = [
+            f"{close[0]!r} instead of {k!r}"
+            for k in unknown
+            if (close := difflib.get_close_matches(k, accepted, n=1, cutoff=0.6))
+        ]
+        if hints:
+            msg += "; did you mean " + ", ".join(hints) + "?"
+        raise ArgumentError(msg)
+    missing = [
+        n
+        for n, p in params.items()
+        if p.default is inspect.Parameter.empty
+        and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        and n not in kwargs
+    ]
+    if missing and check_missing:
+        raise ArgumentError(f"{what} needs argument(s) {', '.join(map(repr, missing))} (not given)")
 
 
 @dataclass
@@ -160,7 +216,7 @@ class Registry:
             msg += "; did you mean " + " or ".join(repr(c) for c in close) + "?"
         hint = self.failure_hint()
         if hint:
-            msg += f". {hint}"
+            msg += f"{'' if msg.endswith('?') else '.'} {hint}"
         raise UnknownComponentError(msg)
 
     def create(self, name: str, /, **kwargs: Any) -> Any:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -184,5 +185,14 @@ class ModalityView(View):
                 else (None if self.modalities[m] == "text" else 1)
             )
             chosen = self.pick(m, obs, k)
+            if self.modalities[m] == "image":
+                paths = [o for o in chosen if isinstance(o, (str, Path))]
+                if paths:
+                    raise DataError(
+                        f"instance {sample.instance_id}: image observation of {m!r} is the path "
+                        f"{str(paths[0])!r}, not an image; open files before the view "
+                        "(MultimodalDataset(..., loader=ImageFileLoader()), as the file formats "
+                        "do)"
+                    )
             out[m] = [transforms[m](o) for o in chosen]
         return Sample(sample.instance_id, out, sample.label, dict(sample.extras))

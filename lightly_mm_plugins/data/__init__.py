@@ -9,6 +9,9 @@ Example:
 
 from __future__ import annotations
 
+import difflib
+import inspect
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,7 @@ from .formats import (
 )
 
 __all__ = [
+    "check_data_spec",
     "ImageFileLoader",
     "LoadReport",
     "MultimodalDataset",
@@ -57,6 +61,15 @@ __all__ = [
 ]
 
 FILE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv")
+NAMED = (
+    "default",
+    "digits",
+    "synthetic",
+    "synthetic:shared",
+    "synthetic:unique1",
+    "synthetic:unique2",
+    "synthetic:all",
+)
 ACCEPTED = (
     "use 'default' (or 'digits': embedded digits + captions), "
     "'synthetic[:shared|unique1|unique2|all]' (FactorCL synthetic vectors), or the path of "
@@ -111,24 +124,57 @@ def load_dataset(
     check_split(split)
     if on_error not in ("raise", "skip"):
         raise DataError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    if spec in ("default", "digits"):
+    kind = check_data_spec(spec)
+    if kind == "digits":
+        _check_kwargs(load_digits_captions, kwargs, spec)
         return load_digits_captions(split, seed=seed, **kwargs)
-    if spec == "synthetic" or spec.startswith("synthetic:"):
+    if kind == "synthetic":
         label = spec.partition(":")[2] or kwargs.pop("label", "all")
+        _check_kwargs(load_synthetic, kwargs, spec)
         return load_synthetic(split, seed=seed, label=label, **kwargs)
+    path = Path(spec)
+    image_root = kwargs.pop("image_root", None)
+    if kwargs:
+        raise DataError(
+            f"unexpected arguments {sorted(kwargs)} for data file {spec!r}; it accepts "
+            "['image_root']"
+        )
+    stat = path.stat()
+    ds = _load_file(
+        str(path.resolve()),
+        (stat.st_mtime_ns, stat.st_size),
+        None if image_root is None else str(Path(image_root).resolve()),
+        on_error,
+    )
+    return select_split(ds, split, seed)
+
+
+def check_data_spec(spec: str) -> str:
+    """What ``spec`` names, without loading anything: ``digits``, ``synthetic`` or ``file``.
+
+    Raises a :class:`DataError` for an unknown spec (with the closest name) or
+    a missing annotation file, so a command can fail before it loads models.
+    """
+    if spec in ("default", "digits"):
+        return "digits"
+    if spec == "synthetic" or spec.startswith("synthetic:"):
+        return "synthetic"
     path = Path(spec)
     if path.suffix.lower() in FILE_SUFFIXES:
         if not path.is_file():
             raise DataError(f"{spec}: annotation file not found; check the path or {ACCEPTED}")
-        image_root = kwargs.pop("image_root", None)
-        if kwargs:
-            raise DataError(f"unexpected arguments {sorted(kwargs)} for data file {spec!r}")
-        stat = path.stat()
-        ds = _load_file(
-            str(path.resolve()),
-            (stat.st_mtime_ns, stat.st_size),
-            None if image_root is None else str(Path(image_root).resolve()),
-            on_error,
-        )
-        return select_split(ds, split, seed)
-    raise DataError(f"unknown data {spec!r}: {ACCEPTED}")
+        return "file"
+    msg = f"unknown data {spec!r}: {ACCEPTED}"
+    close = difflib.get_close_matches(spec, NAMED, n=1, cutoff=0.6)
+    if close:
+        msg += f"; did you mean {close[0]!r}?"
+    raise DataError(msg)
+
+
+def _check_kwargs(loader: Callable[..., Any], kwargs: dict[str, Any], spec: str) -> None:
+    """A DataError naming the arguments ``loader`` does not take (not a bare TypeError)."""
+    params = inspect.signature(loader).parameters
+    accepted = [p for p in params if p not in ("split", "seed", "label")]
+    unknown = sorted(k for k in kwargs if k not in accepted)
+    if unknown:
+        raise DataError(f"unexpected arguments {unknown} for data {spec!r}; it accepts {accepted}")

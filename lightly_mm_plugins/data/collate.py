@@ -99,7 +99,8 @@ def collate_samples(samples: Sequence[Sample], kinds: Mapping[str, str]) -> Coll
 
     Raises:
         DataError: empty batch, a missing modality, an instance without
-            observations, or observations of inconsistent shape / type.
+            observations, an empty caption, or observations of inconsistent
+            shape / type.
     """
     if not samples:
         raise DataError("cannot collate an empty batch")
@@ -132,6 +133,13 @@ def collate_samples(samples: Sequence[Sample], kinds: Mapping[str, str]) -> Coll
                     raise DataError(
                         f"modality {m!r} (text): instance {samples[i].instance_id} has "
                         f"non-string observations ({', '.join(bad)}); text must be str"
+                    )
+                if not all(o.strip() for o in r):
+                    j = next(j for j, o in enumerate(r) if not o.strip())
+                    raise DataError(
+                        f"modality {m!r} (text): observation {j} of instance "
+                        f"{samples[i].instance_id} is an empty caption; empty strings mark "
+                        "padding, so remove or fill it in the data set"
                     )
             observations[m] = [r + [""] * (v - len(r)) for r in rows]
         else:

@@ -28,7 +28,8 @@ one; ``on_error="skip"`` skips the bad record (an empty caption: only that
 caption), counts it per problem in a :class:`LoadReport`, and logs a warning
 summary. Problems: ``missing image``, ``unreadable image``, ``empty caption``,
 ``no captions``, ``bad JSON line``, ``missing key``, ``bad label``,
-``conflicting label``, ``bad split``, ``bad row``, ``duplicate id``.
+``conflicting label``, ``bad split``, ``bad row``, ``duplicate id``, ``bad id``.
+A file that is not UTF-8 text fails at once, naming the first bad line.
 
 If the records name splits, every record must name one; the data set then
 carries them (:attr:`MultimodalDataset.splits`) and :func:`select_split`
@@ -44,6 +45,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+import io
 import json
 import logging
 import re
@@ -334,6 +336,19 @@ def _finish(
     return ds, report
 
 
+def _read_text(path: Path) -> str:
+    """The file decoded as UTF-8 (a BOM is dropped), or a DataError naming the line."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataError(
+            f"{path}:{line}: not UTF-8 text (byte {raw[exc.start : exc.start + 1]!r} at "
+            f"offset {exc.start}); re-save the file as UTF-8"
+        ) from exc
+
+
 def _start(path: str | Path, on_error: str) -> tuple[Path, LoadReport, _Errors]:
     path = Path(path)
     report = LoadReport(str(path))
@@ -355,7 +370,7 @@ def load_jsonl(
     path, report, err = _start(path, on_error)
     root = Path(image_root) if image_root is not None else path.parent
     items = _Items(err)
-    with path.open(encoding="utf-8") as f:
+    with io.StringIO(_read_text(path), newline=None) as f:
         for lineno, line in enumerate(f, start=1):
             where = f"{path}:{lineno}"
             if not line.strip():
@@ -454,12 +469,16 @@ class _JSONLines:
         return bisect.bisect_left(self._newlines, starts[index]) + 1
 
 
+def _good_id(value: Any) -> bool:
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
 def load_coco(
     path: str | Path, image_root: str | Path | None = None, on_error: str = "raise"
 ) -> tuple[MultimodalDataset, LoadReport]:
     """A COCO captions JSON; all captions of an image are its folds."""
     path, report, err = _start(path, on_error)
-    text = path.read_text(encoding="utf-8-sig")
+    text = _read_text(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -487,6 +506,23 @@ def load_coco(
             if isinstance(img, dict) and "id" in img:
                 dropped.add(img["id"])
             continue
+        if not _good_id(img["id"]):
+            err(
+                "bad id",
+                where("images", k),
+                f"image id {img['id']!r} is not an integer or string",
+                "give every image an integer id",
+            )
+            continue
+        if not isinstance(img["file_name"], str) or not img["file_name"].strip():
+            err(
+                "missing key",
+                where("images", k),
+                f"file_name {img['file_name']!r} is not a file name",
+                "name the image file",
+            )
+            dropped.add(img["id"])
+            continue
         if img["id"] in images:
             err(
                 "duplicate id",
@@ -507,6 +543,14 @@ def load_coco(
         if not isinstance(ann, dict) or "image_id" not in ann or "caption" not in ann:
             err(
                 "missing key", where("annotations", k), "needs 'image_id' and 'caption'", "add them"
+            )
+            continue
+        if not _good_id(ann["image_id"]):
+            err(
+                "bad id",
+                where("annotations", k),
+                f"image_id {ann['image_id']!r} is not an integer or string",
+                "use the id of a listed image",
             )
             continue
         item = images.get(ann["image_id"])
@@ -531,7 +575,7 @@ def load_csv(
     path, report, err = _start(path, on_error)
     root = Path(image_root) if image_root is not None else path.parent
     items = _Items(err)
-    with path.open(newline="", encoding="utf-8-sig") as f:
+    with io.StringIO(_read_text(path), newline="") as f:
         reader = csv.DictReader(f)
         header = [h.strip() for h in (reader.fieldnames or [])]
         if "image" not in header or "caption" not in header:
