@@ -116,3 +116,27 @@ def test_estimate_extrapolates_conservatively() -> None:
     cubic = [small, bench.Result("x", 512, 128, time=0.08, peak=4 * 2**20)]
     seconds, _ = bench.estimate(cubic, 1024, steps=1)
     assert seconds == pytest.approx(0.08 * 8)  # a measured B^3 trend is kept
+
+
+def test_scaling_quick_run_prints_both_sweeps_and_writes_nothing() -> None:
+    """benchmarks/scaling.py --quick: dense vs chunked InfoNCE and MXM-CLR, ratios to dense."""
+    results = ROOT / "benchmarks" / "results"
+    before = sorted(results.iterdir()) if results.exists() else []
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "scaling.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    after = sorted(results.iterdir()) if results.exists() else []
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert after == before, "a --quick run must not write into benchmarks/results"
+    rows = [_cells(line) for line in proc.stdout.splitlines() if line.startswith("| ")]
+    points = {(r[0], r[1]): r for r in rows if len(r) == 6 and r[1].isdigit()}
+    for label, xs in (("InfoNCE", ("64", "128")), ("MXM-CLR", ("1", "2"))):
+        for x in xs:
+            dense, chunked = points[(f"{label} dense", x)], points[(f"{label} chunk 32", x)]
+            assert dense[3] == "1.00×", dense
+            assert float(dense[2].replace(",", "")) > 0 and float(chunked[2].replace(",", "")) > 0
+            assert chunked[3].endswith("×")

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from lightly_mm_plugins.losses import (
+    check_chunk_size,
     check_gather_distributed,
     check_temperature,
     cross_modal_info_nce,
@@ -29,6 +30,11 @@ class CLIPLoss(nn.Module):
         learnable_temperature: Learn ``log(1/tau)`` as CLIP does (clamped to
             ``1/tau <= 100``).
         gather_distributed: Gather embeddings of all ranks as negatives.
+        chunk_size: ``None`` (default): dense ``(N, N)`` logits. An int: the
+            streaming path of :func:`~lightly_mm_plugins.losses.cross_modal_info_nce`
+            in blocks of that many rows: same loss and gradients, extra memory
+            linear in ``N`` (one more matmul in the backward). Use it when the
+            ``(N, N)`` logits of a large (gathered) batch do not fit.
 
     Shapes:
         ``forward(image=(N, D), text=(N, D), pseudo_labels=(N,) | None) -> ()``
@@ -37,6 +43,7 @@ class CLIPLoss(nn.Module):
         >>> import torch
         >>> loss_fn = CLIPLoss(temperature=0.1)
         >>> loss = loss_fn(torch.randn(8, 32), torch.randn(8, 32))
+        >>> streaming = CLIPLoss(temperature=0.1, chunk_size=4)
     """
 
     def __init__(
@@ -44,11 +51,13 @@ class CLIPLoss(nn.Module):
         temperature: float = 0.07,
         learnable_temperature: bool = False,
         gather_distributed: bool = False,
+        chunk_size: int | None = None,
     ) -> None:
         super().__init__()
         check_temperature(temperature)
         check_gather_distributed(gather_distributed)
         self.gather_distributed = gather_distributed
+        self.chunk_size = check_chunk_size(chunk_size)
         log_scale = torch.tensor(1.0 / temperature).log()
         if learnable_temperature:
             self.log_scale = nn.Parameter(log_scale)
@@ -73,4 +82,5 @@ class CLIPLoss(nn.Module):
             gather_distributed=self.gather_distributed,
             pseudo_labels=pseudo_labels,
             normalize=False,
+            chunk_size=self.chunk_size,
         )

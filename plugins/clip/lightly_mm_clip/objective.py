@@ -32,6 +32,8 @@ class CLIPObjective(Objective):
         temperature: Initial softmax temperature (CLIP: 0.07).
         learnable_temperature: Learn the temperature (CLIP: yes).
         gather_distributed: Contrast against all ranks' embeddings.
+        chunk_size: ``None``: dense logits; an int: streaming InfoNCE in blocks
+            of that many rows (memory linear in the batch, see :class:`CLIPLoss`).
 
     Example:
         >>> import torch
@@ -54,6 +56,7 @@ class CLIPObjective(Objective):
         temperature: float = 0.07,
         learnable_temperature: bool = True,
         gather_distributed: bool = False,
+        chunk_size: int | None = None,
     ) -> None:
         super().__init__(embedding_dims, modalities)
         self.pair = self.modalities[:2]
@@ -69,6 +72,7 @@ class CLIPObjective(Objective):
             temperature=temperature,
             learnable_temperature=learnable_temperature,
             gather_distributed=gather_distributed,
+            chunk_size=chunk_size,
         )
 
     def project(self, modality: str, embedding: Tensor) -> Tensor:

@@ -118,3 +118,38 @@ def test_objective_validates_batch():
         obj(EncodedBatch.from_tensors({"image": bad, "text": torch.randn(3, 3)}))
     with pytest.raises(ValueError, match="no embedding size"):
         CLIPObjective({"image": 4}, modalities=("image", "text"))
+
+
+# ------------------------------------------------------------ chunked (streaming)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 16])
+def test_chunked_clip_loss_equals_dense_with_learnable_temperature(chunk):
+    g = torch.Generator().manual_seed(11)
+    a = torch.randn(7, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(7, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    groups = torch.tensor([0, 1, 0, 1, 1, 0, 0])
+    dense_fn = CLIPLoss(0.1, learnable_temperature=True).double()
+    chunk_fn = CLIPLoss(0.1, learnable_temperature=True, chunk_size=chunk).double()
+    for labels in (None, groups):
+        dense = dense_fn(a, b, pseudo_labels=labels)
+        chunked = chunk_fn(a, b, pseudo_labels=labels)
+        torch.testing.assert_close(chunked, dense, rtol=1e-12, atol=1e-12)
+        want = torch.autograd.grad(dense, (a, b, dense_fn.log_scale))
+        got = torch.autograd.grad(chunked, (a, b, chunk_fn.log_scale))
+        for x, y in zip(got, want):
+            torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
+    assert float(chunk_fn(torch.tensor(A), torch.tensor(B)).detach()) == pytest.approx(
+        hand_clip(A, B, 0.1), rel=1e-5
+    )
+
+
+def test_objective_passes_chunk_size_and_rejects_a_bad_one():
+    obj = CLIPObjective({"image": 6, "text": 4}, projection_dim=3, chunk_size=2)
+    assert obj.loss_fn.chunk_size == 2
+    batch = EncodedBatch.from_tensors({"image": torch.randn(5, 6), "text": torch.randn(5, 4)})
+    dense = CLIPObjective({"image": 6, "text": 4}, projection_dim=3)
+    dense.load_state_dict(obj.state_dict())
+    torch.testing.assert_close(obj(batch).loss, dense(batch).loss, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="chunk_size"):
+        CLIPLoss(chunk_size=0)

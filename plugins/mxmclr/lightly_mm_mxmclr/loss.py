@@ -45,8 +45,21 @@ With one fold per instance ``h = w = one-hot`` and ``L`` is exactly CLIP's
 symmetric InfoNCE (:func:`lightly_mm_plugins.losses.cross_modal_info_nce`),
 whatever ``λ``.
 
-Everything is one ``(N·M_a) × (N·M_b)`` similarity matrix with masks; there is
-no Python loop over instances or folds.
+Everything is one ``(N·M_a) × (N·M_b)`` similarity matrix per direction; there
+is no Python loop over instances or folds. Because cross-entropy is linear in
+the target and the targets rows sum to 1, each anchor's terms need only the
+log-sum-exp of its row and its positives' logits::
+
+    hard_p = lse_K(p) − 1/|P(p)| Σ_{q∈P(p)} s_pq,    soft_p = lse_K(p) − Σ_{q∈P(p)} w_pq s_pq
+    ∂/∂s_pq [(1−λ) hard_p + λ soft_p] = softmax_K(p)_q − y_pq
+
+so a custom autograd function computes both from the scores of a block of
+anchor rows and recomputes them in the backward (masks are built per block
+from the id / validity / group vectors, never as ``(N·M)²`` tensors). With
+``chunk_size`` the rows are processed in blocks of that size and nothing of
+size ``(N·M_a) × (N·M_b)`` is kept (memory linear in the batch, one more
+matmul in the backward), the streaming log-sum-exp of
+:func:`lightly_mm_plugins.losses.matmul_logsumexp` extended by the positives.
 
 Example:
     >>> import torch
@@ -61,12 +74,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightly_mm_plugins.losses import (
+    check_all,
+    check_chunk_size,
     check_gather_distributed,
     check_temperature,
     gather_cat,
@@ -122,48 +138,186 @@ def _pad_folds(x: Tensor, mask: Tensor, folds: int) -> tuple[Tensor, Tensor]:
     return F.pad(x, (0, 0, 0, extra)), F.pad(mask, (0, extra), value=False)
 
 
-def _direction(
-    sim: Tensor,
-    scale: Tensor | float,
-    soft_temperature: float | None,
-    positives: Tensor,
-    keep: Tensor,
-    anchor_valid: Tensor,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Summed per-anchor hard and soft cross-entropies of one direction, and the anchor count.
+def _half_to_float(x: Tensor) -> Tensor:
+    """Soft-max statistics under mixed precision are computed in float32."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
-    Args:
-        sim: ``(P, Q)`` cosine similarities of anchors (rows) and candidates (columns).
-        scale: Logit scale ``1/τ`` (a float, or a scalar tensor carrying gradient).
-        soft_temperature: ``τ_s`` of the soft targets; None uses the logits themselves.
-        positives: ``(P, Q)`` bool, valid candidates of the anchor's instance.
-        keep: ``(P, Q)`` bool, the softmax support ``K(p)``.
-        anchor_valid: ``(P,)`` bool, real (not padded) anchors.
+
+_Labels = tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]
+
+
+def _block(u: Tensor, v: Tensor, start: int, stop: int, labels: _Labels) -> tuple[Tensor, Tensor]:
+    """Logits of anchors ``start:stop`` with dropped candidates at ``-inf``, and the positives.
+
+    ``labels = (ids_u, ids_v, valid_v, groups_u, groups_v)``. A candidate ``q`` of
+    anchor ``p`` is a positive iff ``valid_v[q]`` and ``ids_u[p] == ids_v[q]``; it is
+    kept in the softmax support iff it is valid and (no groups, same group, or a
+    positive). Masks exist only for the block, ``(stop - start, Q)``. (``-inf``, not
+    a huge finite number: CPU ``exp`` takes a slow path below about -87, and is only
+    moderately slower on ``-inf``.)
     """
-    if sim.dtype in (torch.float16, torch.bfloat16):
-        sim = sim.float()  # softmax statistics in float32 under mixed precision
-    logits = sim * scale
-    has_pos = positives.any(dim=1)
-    # An anchor whose row keeps nothing is excluded below; give it a finite row so
-    # that no NaN can travel back through log_softmax.
-    keep = keep | ~keep.any(dim=1, keepdim=True)
-    log_prob = F.log_softmax(logits.masked_fill(~keep, float("-inf")), dim=1)
-    log_prob_pos = log_prob.masked_fill(~positives, 0.0)
-    num_pos = positives.sum(dim=1).clamp(min=1)
-    hard = -log_prob_pos.sum(dim=1) / num_pos
-    with torch.no_grad():
-        soft_logits = logits.detach() if soft_temperature is None else sim / soft_temperature
-        soft_logits = soft_logits.masked_fill(~positives, float("-inf"))
-        soft_logits = soft_logits.masked_fill(~has_pos.unsqueeze(1), 0.0)
-        soft_target = F.softmax(soft_logits, dim=1) * positives
-    soft = -(soft_target * log_prob_pos).sum(dim=1)
-    used = anchor_valid & has_pos
-    zero = hard.new_zeros(())
-    return (
-        torch.where(used, hard, zero).sum(),
-        torch.where(used, soft, zero).sum(),
-        used.sum(),
-    )
+    ids_u, ids_v, valid_v, groups_u, groups_v = labels
+    scores = _half_to_float(u[start:stop] @ v.T)
+    lowest = float("-inf")
+    positive = (ids_u[start:stop, None] == ids_v[None, :]).logical_and_(valid_v[None, :])
+    if groups_u is not None and groups_v is not None:
+        drop = groups_u[start:stop, None] != groups_v[None, :]
+        drop.logical_and_(~positive).logical_or_(~valid_v[None, :])
+        scores.masked_fill_(drop, lowest)
+    else:
+        scores.masked_fill_(~valid_v[None, :], lowest)
+    return scores, positive
+
+
+def _positive_counts(ids_u: Tensor, ids_v: Tensor, valid_v: Tensor) -> Tensor:
+    """``|P(p)|`` for every anchor: valid candidates with its id, by sorting (no dense mask).
+
+    Counting a dense bool mask converts it to integers first (a full-size copy);
+    a sorted copy of the candidate ids and two binary searches per anchor give the
+    same counts in ``O((P + Q) log Q)``.
+    """
+    sentinel = torch.iinfo(torch.long).min  # stands in for invalid candidates
+    keys = torch.where(valid_v, ids_v, torch.full_like(ids_v, sentinel)).sort().values
+    count = torch.searchsorted(keys, ids_u, right=True) - torch.searchsorted(keys, ids_u)
+    invalid = (~valid_v).sum()
+    return count - torch.where(ids_u == sentinel, invalid, torch.zeros_like(invalid))
+
+
+def _positive_exp(
+    scores: Tensor, positive: Tensor, factor: Tensor, out: Tensor, top: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """``exp(factor·(s_pq − top_p))`` on the positives, 0 elsewhere, into ``out``; and ``top``.
+
+    ``top_p`` is the largest positive logit of row ``p`` (0 on rows without a
+    positive, which come out all 0). Normalised over the row this is the soft
+    target ``w``; shifting by the largest positive keeps it finite whatever the
+    gap to the other candidates.
+    """
+    if top is None:
+        torch.where(positive, scores, torch.full_like(out[:1, :1], float("-inf")), out=out)
+        top = out.amax(dim=1, keepdim=True)
+        top = torch.where(torch.isfinite(top), top, 0.0)
+    # exp of the non-positives is computed at 0 and then zeroed: CPU exp is several
+    # times slower on -inf (and on anything below about -87) than on ordinary inputs
+    torch.where(positive, scores, top, out=out)
+    out.sub_(top).mul_(factor).exp_()
+    return torch.where(positive, out, torch.zeros_like(out[:1, :1]), out=out), top
+
+
+class _MultifoldCrossEntropy(torch.autograd.Function):
+    """Per-anchor hard and soft cross-entropies of one direction (module docstring).
+
+    Inputs: ``u`` ``(P, D)`` anchors already multiplied by the logit scale, ``v``
+    ``(Q, D)`` candidates, the label vectors of :func:`_block`, the detached soft
+    factor ``f`` (``1`` or ``1/(scale·τ_s)``) and the block size (None: one block,
+    whose scores are kept for the backward instead of recomputed). Returns
+    ``hard``, ``soft`` ``(P,)`` and the (non-differentiable) positive counts.
+
+    Per anchor, with ``e_pq = exp(f (s_pq − top_p))`` on the positives
+    (``top_p`` their largest logit), ``A_p = Σ_q e_pq`` and ``w = e / A``::
+
+        hard_p = lse_p − Σ_{q∈P} s_pq / |P(p)|,   soft_p = lse_p − Σ_q e_pq s_pq / A_p
+
+    Backward: ``G_pq = (g_h + g_s)_p softmax_K(p)_q − g_s,p w_pq − g_h,p [q∈P(p)] / |P(p)|``,
+    ``du = G v``, ``dv = Gᵀ u``. Block-sized temporaries live in one scratch buffer
+    reused in place (and handed to the backward): on the CPU a fresh large tensor
+    costs more in page faults than the arithmetic on it.
+    """
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda")
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        u: Tensor,
+        v: Tensor,
+        ids_u: Tensor,
+        ids_v: Tensor,
+        valid_v: Tensor,
+        groups_u: Tensor | None,
+        groups_v: Tensor | None,
+        factor: Tensor,
+        chunk: int | None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        labels = (ids_u, ids_v, valid_v, groups_u, groups_v)
+        rows = u.shape[0]
+        step = max(rows, 1) if chunk is None else chunk
+        dtype = torch.float32 if u.dtype in (torch.float16, torch.bfloat16) else u.dtype
+        lse = torch.empty(rows, dtype=dtype, device=u.device)
+        top = torch.empty(rows, 1, dtype=dtype, device=u.device)
+        norm = torch.empty(rows, 1, dtype=dtype, device=u.device)
+        hard = torch.empty(rows, dtype=dtype, device=u.device)
+        soft = torch.empty(rows, dtype=dtype, device=u.device)
+        count = _positive_counts(ids_u, ids_v, valid_v)
+        per_positive = 1.0 / count.clamp(min=1).to(dtype)
+        work = torch.empty(min(step, rows), v.shape[0], dtype=dtype, device=u.device)
+        zero = torch.zeros((), dtype=dtype, device=u.device)
+        kept: Tensor | None = None
+        kept_positive: Tensor | None = None
+        for start in range(0, rows, step):
+            stop = min(start + step, rows)
+            scores, positive = _block(u, v, start, stop, labels)
+            buf = work[: stop - start]
+            shift = scores.amax(dim=1, keepdim=True)
+            shift = torch.where(torch.isfinite(shift), shift, 0.0)
+            block_lse = torch.sub(scores, shift, out=buf).exp_().sum(dim=1).log_()
+            block_lse.add_(shift.squeeze(1))
+            pos_sum = torch.where(positive, scores, zero, out=buf).sum(dim=1)
+            e, block_top = _positive_exp(scores, positive, factor, buf)
+            block_norm = e.sum(dim=1, keepdim=True).clamp_(min=torch.finfo(dtype).tiny)
+            # sum_q e_pq s_pq; 0 · (-inf) on dropped non-positives is the only NaN source
+            weighted = e.mul_(scores).nan_to_num_(nan=0.0).sum(dim=1, keepdim=True)
+            lse[start:stop] = block_lse
+            top[start:stop] = block_top
+            norm[start:stop] = block_norm
+            hard[start:stop] = block_lse - pos_sum * per_positive[start:stop]
+            soft[start:stop] = block_lse - (weighted / block_norm).squeeze(1)
+            if chunk is None:
+                kept, kept_positive = scores, positive
+        ctx.step, ctx.work = step, work
+        ctx.save_for_backward(u, v, lse, top, norm, per_positive, kept, kept_positive, factor)
+        ctx.labels = labels
+        ctx.mark_non_differentiable(count)
+        return hard, soft, count
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, g_hard: Tensor, g_soft: Tensor, _: Tensor) -> tuple[Tensor | None, ...]:
+        u, v, lse, top, norm, per_positive, kept, kept_positive, factor = ctx.saved_tensors
+        labels: _Labels = ctx.labels
+        work: Tensor = ctx.work  # the forward's scratch buffer (pages already mapped)
+        need_u, need_v = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_u = torch.empty_like(u) if need_u else None
+        grad_v = torch.zeros(v.shape, dtype=lse.dtype, device=v.device) if need_v else None
+        rows, step = u.shape[0], ctx.step
+        lse = torch.where(torch.isfinite(lse), lse, 0.0)  # rows without support: all -inf
+        zero = torch.zeros((), dtype=lse.dtype, device=u.device)
+        grad_buf = torch.empty_like(work)
+        for start in range(0, rows, step):
+            stop = min(start + step, rows)
+            if kept is not None and kept_positive is not None:
+                scores, positive = kept, kept_positive
+            else:
+                scores, positive = _block(u, v, start, stop, labels)
+            grad, buf = grad_buf[: stop - start], work[: stop - start]
+            gh = g_hard[start:stop, None].to(lse.dtype)
+            gs = g_soft[start:stop, None].to(lse.dtype)
+            # (g_h + g_s) softmax_K(p) (dropped entries: exp(-inf) = 0) ...
+            torch.sub(scores, lse[start:stop, None], out=grad).exp_().mul_(gh + gs)
+            # ... minus g_s w_pq ...
+            e, _ = _positive_exp(scores, positive, factor, buf, top[start:stop])
+            grad.sub_(e.mul_(gs / norm[start:stop]))
+            # ... minus g_h / |P(p)| on the positives
+            hard_target = gh * per_positive[start:stop, None]
+            grad.sub_(torch.where(positive, hard_target, zero, out=buf))
+            operand = grad.to(u.dtype)
+            if grad_u is not None:
+                grad_u[start:stop] = (operand @ v).to(u.dtype)
+            if grad_v is not None:
+                grad_v += (u[start:stop].T @ operand).T.to(grad_v.dtype)
+        if grad_v is not None:
+            grad_v = grad_v.to(v.dtype)
+        return grad_u, grad_v, None, None, None, None, None, None, None
 
 
 class MXMCLRLoss(nn.Module):
@@ -190,6 +344,11 @@ class MXMCLRLoss(nn.Module):
             found by instance id, so an id seen on two ranks is one instance.
             Every rank needs the same N; fold counts are padded to the largest.
         normalize: L2-normalise embeddings first (cosine similarities).
+        chunk_size: ``None`` (default): each direction's ``(N·M_a) × (N·M_b)``
+            scores are computed once and kept for the backward. An int: anchors
+            in blocks of that many rows, nothing quadratic kept (memory linear in
+            the batch; the backward recomputes each block, one more matmul).
+            Same values and gradients either way.
 
     Shapes:
         ``forward(a=(N, M_a, D), b=(N, M_b, D), mask_a=(N, M_a), mask_b=(N, M_b),
@@ -212,8 +371,10 @@ class MXMCLRLoss(nn.Module):
         learnable_temperature: bool = False,
         gather_distributed: bool = False,
         normalize: bool = True,
+        chunk_size: int | None = None,
     ) -> None:
         super().__init__()
+        self.chunk_size = check_chunk_size(chunk_size)
         check_temperature(temperature)
         if soft_temperature is not None:
             soft_temperature = check_temperature(soft_temperature, "soft_temperature")
@@ -245,6 +406,38 @@ class MXMCLRLoss(nn.Module):
         if self.log_scale is None:
             return self._fixed_scale
         return self.log_scale.exp().clamp(max=MAX_LOGIT_SCALE)
+
+    def _direction(
+        self,
+        anchors: Tensor,
+        candidates: Tensor,
+        ids: Tensor,
+        candidate_ids: Tensor,
+        anchor_valid: Tensor,
+        candidate_valid: Tensor,
+        groups: Tensor | None,
+        candidate_groups: Tensor | None,
+        factor: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Summed hard and soft terms of one direction over its used anchors, and their count.
+
+        ``anchors`` ``(P, D)`` already carry the logit scale. An anchor is used if it
+        is valid (not padding) and has a positive; the others get zero gradient.
+        """
+        hard, soft, count = _MultifoldCrossEntropy.apply(
+            anchors,
+            candidates.to(anchors.dtype),
+            ids,
+            candidate_ids,
+            candidate_valid,
+            groups,
+            candidate_groups,
+            factor,
+            self.chunk_size,
+        )
+        used = anchor_valid & (count > 0)
+        zero = hard.new_zeros(())
+        return torch.where(used, hard, zero).sum(), torch.where(used, soft, zero).sum(), used.sum()
 
     def forward(
         self,
@@ -314,24 +507,25 @@ class MXMCLRLoss(nn.Module):
         ids_a_all, ids_b_all = gather_cat(ids_a, gather), gather_cat(ids_b, gather)
         valid_a_all = gather_cat(valid_a.long(), gather).bool()
         valid_b_all = gather_cat(valid_b.long(), gather).bool()
-
-        pos_ab = (ids_a[:, None] == ids_b_all[None, :]) & valid_b_all[None, :]
-        pos_ba = (ids_b[:, None] == ids_a_all[None, :]) & valid_a_all[None, :]
-        keep_ab = valid_b_all[None, :].expand_as(pos_ab)
-        keep_ba = valid_a_all[None, :].expand_as(pos_ba)
+        ga = gb = ga_all = gb_all = None
         if pseudo_labels is not None:
             groups = pseudo_labels.long()
             ga, gb = groups.repeat_interleave(ma), groups.repeat_interleave(mb)
             ga_all, gb_all = gather_cat(ga, gather), gather_cat(gb, gather)
-            keep_ab = keep_ab & ((ga[:, None] == gb_all[None, :]) | pos_ab)
-            keep_ba = keep_ba & ((gb[:, None] == ga_all[None, :]) | pos_ba)
 
+        # The logit scale multiplies the (N·M, D) anchors, not the scores.
         scale = self._scale()
-        hard_ab, soft_ab, count_ab = _direction(
-            ua @ ub_all.T, scale, self.soft_temperature, pos_ab, keep_ab, valid_a
+        stats = _half_to_float(ua[:0]).dtype
+        if self.soft_temperature is None:
+            factor = torch.ones((), dtype=stats, device=ua.device)
+        else:  # soft logits sim / τ_s = scores / (scale · τ_s), detached
+            scale_d = torch.as_tensor(scale, dtype=stats, device=ua.device).detach()
+            factor = 1.0 / (scale_d * self.soft_temperature)
+        hard_ab, soft_ab, count_ab = self._direction(
+            ua * scale, ub_all, ids_a, ids_b_all, valid_a, valid_b_all, ga, gb_all, factor
         )
-        hard_ba, soft_ba, count_ba = _direction(
-            ub @ ua_all.T, scale, self.soft_temperature, pos_ba, keep_ba, valid_b
+        hard_ba, soft_ba, count_ba = self._direction(
+            ub * scale, ua_all, ids_b, ids_a_all, valid_b, valid_a_all, gb, ga_all, factor
         )
 
         # Normalise by the anchor counts of the *global* batch, times the world
@@ -340,11 +534,11 @@ class MXMCLRLoss(nn.Module):
         counts_all = gather_cat(counts, gather)
         world = counts_all.shape[0]
         total = counts_all.sum(dim=0).to(hard_ab.dtype)
-        if bool((total == 0).any()):
-            raise ValueError(
-                "MXMCLRLoss: no valid observation has a positive of its instance in the other "
-                "modality; every instance needs at least one unmasked fold in both modalities"
-            )
+        check_all(
+            total > 0,
+            "MXMCLRLoss: no valid observation has a positive of its instance in the other "
+            "modality; every instance needs at least one unmasked fold in both modalities",
+        )
         hard = 0.5 * world * (hard_ab / total[0] + hard_ba / total[1])
         soft = 0.5 * world * (soft_ab / total[0] + soft_ba / total[1])
         loss = (1.0 - self.soft_weight) * hard + self.soft_weight * soft

@@ -39,6 +39,8 @@ class MXMCLRObjective(Objective):
         soft_weight: ``λ``, weight of the soft targets in the hybrid target.
         soft_temperature: ``τ_s`` of the soft targets (None: the current ``τ``).
         gather_distributed: Contrast against the observations of all ranks.
+        chunk_size: ``None``: dense scores; an int: the loss streams blocks of
+            that many anchor rows (memory linear in the batch, see :class:`MXMCLRLoss`).
 
     Example:
         >>> import torch
@@ -64,6 +66,7 @@ class MXMCLRObjective(Objective):
         soft_weight: float = 0.5,
         soft_temperature: float | None = None,
         gather_distributed: bool = False,
+        chunk_size: int | None = None,
     ) -> None:
         super().__init__(embedding_dims, modalities)
         self.pair = self.modalities[:2]
@@ -81,6 +84,7 @@ class MXMCLRObjective(Objective):
             soft_temperature=soft_temperature,
             learnable_temperature=learnable_temperature,
             gather_distributed=gather_distributed,
+            chunk_size=chunk_size,
         )
 
     def project(self, modality: str, embedding: Tensor) -> Tensor:

@@ -1,7 +1,8 @@
 """Worker of test_mxmclr_ddp.py: one rank of a gloo group (or the single process).
 
 Ranks hold different numbers of caption folds (2 on rank 0, 3 on rank 1) and
-share one instance id across ranks. Writes the loss, the gradients of the
+share one instance id across ranks. An optional fifth argument is the loss's
+``chunk_size`` (streaming path). Writes the loss, the gradients of the
 inputs (of this rank's slice) and of the learnable temperature.
 """
 
@@ -28,6 +29,7 @@ def data() -> dict[str, torch.Tensor]:
 
 def main() -> None:
     rank, world, store_path, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    chunk = int(sys.argv[5]) if len(sys.argv) > 5 else None  # rows per block (streaming)
     torch.set_num_threads(1)
     if world > 1:
         store = dist.FileStore(store_path, world)
@@ -41,7 +43,11 @@ def main() -> None:
     a = d["a"].clone().requires_grad_(True)
     b = d["b"].clone().requires_grad_(True)
     loss_fn = MXMCLRLoss(
-        temperature=0.2, soft_weight=0.5, learnable_temperature=True, gather_distributed=world > 1
+        temperature=0.2,
+        soft_weight=0.5,
+        learnable_temperature=True,
+        gather_distributed=world > 1,
+        chunk_size=chunk,
     ).double()
     loss = loss_fn(a, b, d["mask_a"], d["mask_b"], d["ids"], d["groups"])
     loss.backward()

@@ -13,12 +13,13 @@ import torch
 WORKER = Path(__file__).with_name("mxmclr_ddp_worker.py")
 
 
-def _run(world: int, tmp: Path) -> list[dict]:
+def _run(world: int, tmp: Path, chunk: int | None = None) -> list[dict]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     store, out = tmp / f"store{world}", tmp / f"out{world}"
+    extra = [] if chunk is None else [str(chunk)]
     procs = [
         subprocess.Popen(
-            [sys.executable, str(WORKER), str(r), str(world), str(store), str(out)],
+            [sys.executable, str(WORKER), str(r), str(world), str(store), str(out), *extra],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -38,9 +39,10 @@ def _run(world: int, tmp: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_two_ranks_with_unequal_folds_equal_one_process(tmp_path):
-    single = _run(1, tmp_path)[0]
-    ranks = _run(2, tmp_path)
+@pytest.mark.parametrize("chunk", [None, 3])
+def test_two_ranks_with_unequal_folds_equal_one_process(tmp_path, chunk):
+    single = _run(1, tmp_path)[0]  # dense, one process
+    ranks = _run(2, tmp_path, chunk)
     torch.testing.assert_close(ranks[0]["loss"], single["loss"], rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(ranks[0]["temp"], single["temp"], rtol=1e-10, atol=1e-12)
     for r, part in enumerate(ranks):

@@ -381,3 +381,101 @@ def test_bad_input_is_a_clear_error():
         loss_fn(a, b, pseudo_labels=torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match="at least one unmasked fold"):
         loss_fn(a, b, mask_b=torch.zeros(3, 2, dtype=torch.bool))
+
+
+# ------------------------------------------------------------ chunked (streaming)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 64])
+@pytest.mark.parametrize("tau_s,learn", [(None, False), (0.4, True)])
+def test_chunked_equals_dense_with_padding_groups_and_duplicate_ids(chunk, tau_s, learn):
+    a, b, ma, mb, ids, groups = _random_case(8)
+    ids = torch.tensor([4, 0, 9, 4, 6])  # instances 0 and 3 share an id
+    a.requires_grad_(True)
+    b.requires_grad_(True)
+    dense_fn = MXMCLRLoss(0.2, 0.4, soft_temperature=tau_s, learnable_temperature=learn)
+    chunk_fn = MXMCLRLoss(
+        0.2, 0.4, soft_temperature=tau_s, learnable_temperature=learn, chunk_size=chunk
+    )
+    dense_fn, chunk_fn = dense_fn.double(), chunk_fn.double()
+    for labels in (None, groups):
+        dense = dense_fn.terms(a, b, ma, mb, ids, labels)
+        chunked = chunk_fn.terms(a, b, ma, mb, ids, labels)
+        for x, y in ((chunked.loss, dense.loss), (chunked.hard, dense.hard)):
+            torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(chunked.soft, dense.soft, rtol=1e-12, atol=1e-12)
+        params = [a, b] + ([dense_fn.log_scale] if learn else [])
+        want = torch.autograd.grad(dense.loss, params)
+        params = [a, b] + ([chunk_fn.log_scale] if learn else [])
+        got = torch.autograd.grad(chunked.loss, params)
+        for x, y in zip(got, want):
+            torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
+        # and both equal the loop reference
+        ref = reference(
+            a.tolist(),
+            b.tolist(),
+            0.2,
+            0.4,
+            mask_a=ma.tolist(),
+            mask_b=mb.tolist(),
+            ids=ids.tolist(),
+            groups=None if labels is None else labels.tolist(),
+            tau_s=tau_s,
+        )
+        # (a learnable log-scale is a float32 parameter before .double(): 1e-7 off)
+        assert float(chunked.loss.detach()) == pytest.approx(ref, rel=1e-6 if learn else 1e-10)
+
+
+def test_chunked_gradcheck_hard_term_and_padding_gets_zero_gradient():
+    a, b, ma, mb, ids, groups = _random_case(9)
+    a = a[:, :, :3].clone().requires_grad_(True)
+    b = b[:, :3, :3].clone().requires_grad_(True)
+    mb = mb[:, :3]
+    loss_fn = MXMCLRLoss(temperature=0.3, soft_weight=0.0, chunk_size=4)
+    assert torch.autograd.gradcheck(lambda x, y: loss_fn(x, y, ma, mb, ids, groups), (a, b))
+    MXMCLRLoss(temperature=0.3, soft_weight=0.7, chunk_size=4)(a, b, ma, mb, ids).backward()
+    assert torch.all(a.grad[~ma] == 0) and torch.all(b.grad[~mb] == 0)
+
+
+def test_chunked_keeps_nothing_quadratic_for_backward():
+    n, folds, d = 16, 3, 4
+    g = torch.Generator().manual_seed(10)
+    a = torch.randn(n, folds, d, generator=g, requires_grad=True)
+    b = torch.randn(n, folds, d, generator=g, requires_grad=True)
+    rows = n * folds
+    sizes: dict[str, list[int]] = {"dense": [], "chunked": []}
+    for name, chunk in (("dense", None), ("chunked", 8)):
+        with torch.autograd.graph.saved_tensors_hooks(
+            lambda t, key=name: sizes[key].append(t.numel()) or t, lambda t: t
+        ):
+            MXMCLRLoss(chunk_size=chunk)(a, b)
+    assert max(sizes["dense"]) >= rows * rows  # the test can fail
+    assert max(sizes["chunked"]) <= rows * d
+
+
+def test_soft_weights_stay_finite_far_below_the_best_negative():
+    # float32, logit scale 100: a positive pair at cosine -1 and negatives at +1 put the
+    # positives 200 below the row maximum (exp underflows relative to it).
+    a = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])
+    b = torch.tensor([[[-1.0, 0.0], [-1.0, 0.1]], [[1.0, 0.0], [1.0, 0.05]]])
+    loss_fn = MXMCLRLoss(temperature=0.01, soft_weight=1.0)
+    got = loss_fn(a, b)
+    assert torch.isfinite(got)
+    want = reference(a.tolist(), b.tolist(), 0.01, 1.0)
+    assert float(got) == pytest.approx(want, rel=1e-5)
+    assert float(MXMCLRLoss(temperature=0.01, soft_weight=1.0, chunk_size=1)(a, b)) == (
+        pytest.approx(want, rel=1e-5)
+    )
+
+
+def test_objective_passes_chunk_size():
+    from lightly_mm_mxmclr.objective import MXMCLRObjective
+
+    from lightly_mm_plugins.api import EncodedBatch
+
+    obj = MXMCLRObjective({"image": 6, "text": 4}, projection_dim=3, chunk_size=4)
+    assert obj.loss_fn.chunk_size == 4
+    dense = MXMCLRObjective({"image": 6, "text": 4}, projection_dim=3)
+    dense.load_state_dict(obj.state_dict())
+    batch = EncodedBatch.from_tensors({"image": torch.randn(5, 1, 6), "text": torch.randn(5, 3, 4)})
+    torch.testing.assert_close(obj(batch).loss, dense(batch).loss, rtol=1e-5, atol=1e-6)

@@ -29,15 +29,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightly_mm_plugins.losses import (
+    check_all,
+    check_chunk_size,
     check_gather_distributed,
     check_temperature,
     gather_cat,
+    matmul_logsumexp,
     rank_offset,
     same_group_mask,
 )
@@ -64,8 +68,11 @@ def _tau(default: float, temperature: Tensor | float | None) -> Tensor | float:
     if temperature is None:
         return default
     if isinstance(temperature, Tensor):
-        if temperature.numel() != 1 or not bool((temperature.detach() > 0).all()):
-            raise ValueError(f"temperature must be a positive scalar, got {temperature.detach()}")
+        if temperature.numel() != 1:
+            raise ValueError(
+                f"temperature must be a positive scalar, got shape {temperature.shape}"
+            )
+        check_all(temperature.detach() > 0, "temperature must be a positive scalar")
         return temperature
     return check_temperature(temperature)
 
@@ -105,6 +112,65 @@ def soft_cross_entropy(logits: Tensor, targets: Tensor, keep: Tensor | None = No
         return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
     log_p = F.log_softmax(logits.masked_fill(~keep, float("-inf")), dim=1)
     return -(targets * log_p.masked_fill(~keep, 0.0)).sum(dim=1).mean()
+
+
+class _MatmulSoftCrossEntropy(torch.autograd.Function):
+    """Per-row ``lse_c(s_ic) - sum_c t_ic s_ic`` of ``s = q @ k.T``, keeping one ``(N, C)`` tensor.
+
+    Forward computes the scores once, takes the target term ``sum_c t_ic s_ic`` and
+    the log-sum-exp, then turns the score buffer in place into the gradient
+    ``d/ds_ic = softmax(s_i)_c - t_ic``, the only tensor kept for the backward:
+    ``dq = diag(g) (P - T) k`` and ``dk = (P - T)^T diag(g) q``. Against autograd
+    through ``log_softmax`` this saves the log-probabilities, their product with
+    the targets, and both of their backward passes over ``(N, C)``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, q: Tensor, k: Tensor, targets: Tensor) -> Tensor:  # type: ignore[override]
+        with torch.autocast(device_type=q.device.type, enabled=False):
+            scores = _up(q @ k.T)
+            target_term = torch.einsum("ij,ij->i", scores, targets.to(scores.dtype))
+            shift = scores.amax(dim=1, keepdim=True)
+            total = scores.sub_(shift).exp_().sum(dim=1, keepdim=True)
+            grad_scores = scores.div_(total).sub_(targets.to(scores.dtype))  # P - T
+            lse = total.log_().add_(shift).squeeze(1)
+        ctx.save_for_backward(q, k, grad_scores)
+        return lse - target_term
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        q, k, grad_scores = ctx.saved_tensors
+        g = grad[:, None]
+        grad_q = grad_k = None
+        with torch.autocast(device_type=q.device.type, enabled=False):
+            operand = grad_scores.to(k.dtype)
+            if ctx.needs_input_grad[0]:
+                grad_q = ((operand @ k) * g.to(k.dtype)).to(q.dtype)
+            if ctx.needs_input_grad[1]:
+                grad_k = ((q * g.to(q.dtype)).to(k.dtype).T @ operand).T.to(k.dtype)
+        return grad_q, grad_k, None
+
+
+def _matmul_soft_cross_entropy(
+    queries: Tensor, candidates: Tensor, targets: Tensor, keep: Tensor | None
+) -> Tensor:
+    """:func:`soft_cross_entropy` of the logits ``queries @ candidates.T`` (``1/tau`` in queries).
+
+    Rows of ``targets`` sum to 1, so ``-sum_c t_ic log softmax(s_i)_c = lse_c(s_ic) -
+    sum_c t_ic s_ic``, computed by :class:`_MatmulSoftCrossEntropy` with a single
+    ``(N, C)`` tensor kept for the backward. With ``keep`` (pseudo-label groups)
+    the dense masked form is used.
+    """
+    if keep is not None:
+        return soft_cross_entropy(_up(queries @ candidates.T), targets, keep)
+    if torch.is_autocast_enabled(queries.device.type):
+        dtype = torch.get_autocast_dtype(queries.device.type)
+        queries, candidates = queries.to(dtype), candidates.to(dtype)
+    elif candidates.dtype != queries.dtype:
+        candidates = candidates.to(queries.dtype)
+    per_row = _MatmulSoftCrossEntropy.apply(queries, candidates, targets.detach())
+    return per_row.mean()  # type: ignore[no-any-return]
 
 
 def _check_pseudo_labels(pseudo_labels: Tensor | None, n: int, *queues: Tensor | None) -> None:
@@ -171,9 +237,20 @@ def tcl_targets(
     if candidates.shape[0] != total:
         raise ValueError(f"tcl_targets: {candidates.shape[0]} candidate ids for {total} candidates")
     pos = (ids == candidates.reshape(1, -1)).to(dtype)
-    if not bool((pos.sum(dim=1) > 0).all()):
-        raise ValueError("tcl_targets: a query has no positive among the candidates")
-    return pos / pos.sum(dim=1, keepdim=True)
+    count = pos.sum(dim=1, keepdim=True)
+    check_all(count > 0, "tcl_targets: a query has no positive among the candidates")
+    return pos.div_(count)
+
+
+def _distilled(
+    queries: Tensor, candidates: Tensor, targets: Tensor, keep: Tensor | None, alpha: float
+) -> Tensor:
+    """``alpha * softmax(queries @ candidates.T) + (1 - alpha) * targets`` (no grad, in place)."""
+    sim = _up(queries @ candidates.T)
+    if keep is not None:
+        sim.masked_fill_(~keep, float("-inf"))
+    soft = F.softmax(sim, dim=1)
+    return soft.mul_(alpha).add_(targets, alpha=1.0 - alpha)
 
 
 def _candidates(keys: Tensor, queue: Tensor | None) -> Tensor:
@@ -295,22 +372,14 @@ class CrossModalAlignmentLoss(nn.Module):
             )
             keep = _group_keep(pseudo_labels, targets, self.gather_distributed)
             if a > 0:
+                # 1/tau scales the (N, D) queries, not the (N, N+Q) similarities.
                 tau_d = tau.detach() if isinstance(tau, Tensor) else tau
-                sim_i2t = _up(v_m @ text_all.T) / tau_d
-                sim_t2i = _up(t_m @ image_all.T) / tau_d
-                if keep is not None:
-                    sim_i2t = sim_i2t.masked_fill(~keep, float("-inf"))
-                    sim_t2i = sim_t2i.masked_fill(~keep, float("-inf"))
-                soft_i2t = F.softmax(sim_i2t, dim=1)
-                soft_t2i = F.softmax(sim_t2i, dim=1)
-                targets_i2t = a * soft_i2t + (1 - a) * targets
-                targets_t2i = a * soft_t2i + (1 - a) * targets
+                targets_i2t = _distilled(v_m / tau_d, text_all, targets, keep, a)
+                targets_t2i = _distilled(t_m / tau_d, image_all, targets, keep, a)
             else:
                 targets_i2t = targets_t2i = targets
-        logits_i2t = _up(v @ text_all.T) / tau
-        logits_t2i = _up(t @ image_all.T) / tau
-        loss_i2t = soft_cross_entropy(logits_i2t, targets_i2t, keep)
-        loss_t2i = soft_cross_entropy(logits_t2i, targets_t2i, keep)
+        loss_i2t = _matmul_soft_cross_entropy(v / tau, text_all, targets_i2t, keep)
+        loss_t2i = _matmul_soft_cross_entropy(t / tau, image_all, targets_t2i, keep)
         return 0.5 * (loss_i2t + loss_t2i)
 
 
@@ -390,8 +459,7 @@ class IntraModalContrastLoss(nn.Module):
                 dtype=_up(out).dtype,
             )
             keep = _group_keep(pseudo_labels, targets, self.gather_distributed)
-        logits = _up(x @ candidates.T) / tau
-        return soft_cross_entropy(logits, targets, keep)
+        return _matmul_soft_cross_entropy(x / tau, candidates, targets, keep)
 
 
 def grid_pool(local: Tensor, grid: int) -> Tensor:
@@ -470,6 +538,10 @@ class LocalMutualInfoLoss(nn.Module):
             the mean over ``i`` is taken over all ranks' samples: each rank
             returns ``W / #samples_all * sum_{own i}``, so the rank mean equals
             one process on the whole batch. The official code is rank-local.
+        chunk_size: The negatives' log-sum-exp over the ``(N, W*N*L)`` scores
+            (:func:`~lightly_mm_plugins.losses.matmul_logsumexp`): ``None`` keeps
+            them for the backward; an int streams them in blocks of that many
+            globals (memory linear in ``N``, one more matmul). Same values.
 
     Shapes:
         ``forward(global_ (N, D), local (N, L, D), mask (N, L) bool | None) -> ()``
@@ -486,12 +558,14 @@ class LocalMutualInfoLoss(nn.Module):
         pool_grid: int | None = None,
         normalize: bool = True,
         gather_distributed: bool = False,
+        chunk_size: int | None = None,
     ) -> None:
         super().__init__()
         self.temperature = check_temperature(temperature)
         if pool_grid is not None and pool_grid < 1:
             raise ValueError(f"pool_grid must be >= 1 or None, got {pool_grid}")
         check_gather_distributed(gather_distributed)
+        self.chunk_size = check_chunk_size(chunk_size)
         self.pool_grid = pool_grid
         self.normalize = normalize
         self.gather_distributed = gather_distributed
@@ -518,10 +592,11 @@ class LocalMutualInfoLoss(nn.Module):
         g = F.normalize(global_, dim=1) if self.normalize else global_
         loc = F.normalize(local, dim=2) if self.normalize else local
         if self.pool_grid is not None:
-            if mask is not None and not bool(mask.all()):
-                raise ValueError(
+            if mask is not None:
+                check_all(
+                    mask,
                     "grid pooling needs all local features valid (a full patch grid); "
-                    "the mask has padding. Use pool_grid=None for padded (token) locals."
+                    "the mask has padding. Use pool_grid=None for padded (token) locals.",
                 )
             loc = grid_pool(loc, self.pool_grid)
             mask = None
@@ -531,28 +606,36 @@ class LocalMutualInfoLoss(nn.Module):
             else mask.to(loc.device)
         )
         loc_all, valid_all = _gather_locals(loc, valid, self.gather_distributed)
-        total = loc_all.shape[0]
-        rows = torch.arange(n, device=loc.device)
-        own = rows + rank_offset(n, self.gather_distributed)
+        total, width = loc_all.shape[:2]
+        gathered = total != n
+        own = torch.arange(n, device=loc.device) + rank_offset(n, self.gather_distributed)
         valid = valid_all[own]  # (N, L_max): own validity, padded like the gathered locals
-        # scores[i, j, k] = g_i . l_jk / tau over the samples j of all ranks
-        scores = _up(torch.einsum("id,jkd->ijk", g, loc_all)) / tau
-        positive = scores[rows, own]  # (N, L_max): scores[i, i, k]
-        is_own = torch.zeros(n, total, dtype=torch.bool, device=loc.device)
-        is_own[rows, own] = True
-        negative_ok = valid_all.unsqueeze(0) & ~is_own.unsqueeze(2)  # (N, W*N, L_max)
-        negatives = scores.masked_fill(~negative_ok, float("-inf")).reshape(n, -1)
-        negative_lse = torch.logsumexp(negatives, dim=1, keepdim=True)  # (N, 1)
+        # s_ijk = g_i . l_jk / tau; 1/tau scales the (N, D) globals, not the scores.
+        g_scaled = g / tau
+        # Positives s_iik: each global against its own locals only, (N, L_max).
+        positive = _up(torch.einsum("id,ikd->ik", g_scaled, loc_all[own]))
+        # Negatives: log-sum-exp over the valid locals of all *other* samples, without
+        # materialising (N, W*N, L_max) masks or keeping more than one score matrix.
+        negative_lse = matmul_logsumexp(
+            g_scaled,
+            loc_all.reshape(total * width, dim),
+            self.chunk_size,
+            exclude_span=(own, width),  # columns own*width .. own*width + width - 1
+            # all valid unless padded (a mask, or ranks with different numbers of locals)
+            key_valid=None if mask is None and not gathered else valid_all.reshape(-1),
+        )
+        assert isinstance(negative_lse, Tensor)
+        negative_lse = negative_lse.unsqueeze(1)  # (N, 1)
         per_local = torch.logaddexp(positive, negative_lse) - positive  # -log softmax
         per_local = per_local.masked_fill(~valid, 0.0)
         count = valid.sum(dim=1)
         has_any = count > 0
-        # Samples with locals on all ranks: the mean runs over the global batch.
-        num_any = int(gather_cat(has_any.sum().reshape(1), self.gather_distributed).sum())
-        if num_any == 0:
-            return scores.sum() * 0.0
+        # Samples with locals on all ranks: the mean runs over the global batch. Kept as
+        # a tensor (no host sync); with no such sample anywhere the loss is 0.
+        num_any = gather_cat(has_any.sum().reshape(1), self.gather_distributed).sum()
         per_sample = per_local.sum(dim=1) / count.clamp(min=1)
-        return per_sample[has_any].sum() * (total / n) / num_any
+        kept = torch.where(has_any, per_sample, torch.zeros_like(per_sample))
+        return kept.sum() * (total / n) / num_any.clamp(min=1)
 
 
 class TCLLoss(nn.Module):
@@ -582,6 +665,9 @@ class TCLLoss(nn.Module):
             tokens not).
         gather_distributed: Every term over the global batch: candidates from
             all ranks' momentum keys (CMA, IMC) and locals (LMI).
+        local_chunk_size: Stream LMI's ``(N, N*L)`` scores in blocks of this
+            many rows (:class:`LocalMutualInfoLoss`); ``None`` (default) keeps
+            them. Same values and gradients.
 
     Shapes:
         ``forward(out0, out1, momentum0, momentum1 (N, D); queue0, queue1 (Q, D);
@@ -606,6 +692,7 @@ class TCLLoss(nn.Module):
         local_weight: float = 1.0,
         local_pool_grid: tuple[int | None, int | None] = (4, None),
         gather_distributed: bool = False,
+        local_chunk_size: int | None = None,
     ) -> None:
         super().__init__()
         check_temperature(temperature)
@@ -646,7 +733,12 @@ class TCLLoss(nn.Module):
         self.intra_modal = IntraModalContrastLoss(temperature, gather_distributed)
         self.local = nn.ModuleList(
             [
-                LocalMutualInfoLoss(temperature, pool_grid=g, gather_distributed=gather_distributed)
+                LocalMutualInfoLoss(
+                    temperature,
+                    pool_grid=g,
+                    gather_distributed=gather_distributed,
+                    chunk_size=local_chunk_size,
+                )
                 for g in local_pool_grid
             ]
         )

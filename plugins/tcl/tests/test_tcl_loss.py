@@ -524,3 +524,41 @@ def test_pseudo_labels_gradcheck_and_errors() -> None:
         imc(v, vm, q, pseudo_labels=groups)
     with pytest.raises(ValueError, match="pseudo_labels must have shape"):
         imc(v, vm, pseudo_labels=groups[:3])
+
+
+# ------------------------------------------------------ streaming log-sum-exp
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 8])
+def test_local_mi_chunked_equals_dense_with_padding_and_online_locals(chunk):
+    g = torch.Generator().manual_seed(21)
+    glob = torch.randn(5, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    local = torch.randn(5, 3, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1], [0, 0, 0], [1, 0, 0], [1, 1, 1]]).bool()
+    dense = LocalMutualInfoLoss(temperature=0.2)(glob, local, mask)
+    chunked = LocalMutualInfoLoss(temperature=0.2, chunk_size=chunk)(glob, local, mask)
+    torch.testing.assert_close(chunked, dense, rtol=1e-12, atol=1e-12)
+    want = torch.autograd.grad(dense, (glob, local))
+    got = torch.autograd.grad(chunked, (glob, local))
+    for x, y in zip(got, want):
+        torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
+    assert torch.all(got[1][~mask] == 0)  # padded locals get no gradient
+    loc = [[unit(r) for r in rows(local.detach()[i])] for i in range(5)]
+    ref = ref_local(rows(glob.detach()), loc, mask.tolist(), 0.2)
+    assert float(chunked.detach()) == pytest.approx(ref, rel=1e-10)
+    with pytest.raises(ValueError, match="chunk_size"):
+        LocalMutualInfoLoss(chunk_size=0)
+
+
+def test_tcl_loss_local_chunk_size_changes_nothing():
+    v, t, vm, tm, lv, lt, mt, qv, qt = make_inputs(12)
+    kwargs = {"local0": lv, "local1": lt, "local_mask1": mt}
+    dense = TCLLoss(temperature=0.1, local_pool_grid=(None, None))
+    chunked = TCLLoss(temperature=0.1, local_pool_grid=(None, None), local_chunk_size=3)
+    v.requires_grad_(True)
+    a = dense(v, t, vm, tm, qv, qt, **kwargs)
+    b = chunked(v, t, vm, tm, qv, qt, **kwargs)
+    torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
+    (ga,) = torch.autograd.grad(a, v)
+    (gb,) = torch.autograd.grad(b, v)
+    torch.testing.assert_close(gb, ga, rtol=1e-5, atol=1e-7)
