@@ -486,10 +486,16 @@ def cross_modal_info_nce(
         raise ValueError(
             f"expected two (N, D) tensors of equal shape, got {tuple(a.shape)} and {tuple(b.shape)}"
         )
+    n = a.shape[0]
+    _check_labels("pseudo_labels", pseudo_labels, n)
+    if n < 2 and not (gather_distributed and _world_size() > 1):
+        raise ValueError(
+            f"cross_modal_info_nce needs at least 2 pairs (negatives), got N={n}; "
+            "use a larger batch (and drop_last=True)"
+        )
     if normalize:
         a = F.normalize(a, dim=-1)
         b = F.normalize(b, dim=-1)
-    n = a.shape[0]
     if chunk is not None:
         return _chunked_info_nce(a, b, temperature, chunk, gather_distributed, pseudo_labels)
     a_all = gather_cat(a, gather_distributed)

@@ -435,15 +435,12 @@ LOSS_ROWS = [
             r"pseudo_labels must have shape \(4,\)",
             "one group id per row",
         ),
-        marks=gap(RuntimeError),  # today: a size mismatch inside torch
     ),
     row(
         Case("empty batch", INFO_NCE, info_nce(0), ValueError, "at least 2 pairs", "larger batch"),
-        marks=gap(NOT_RAISED),  # today: returns nan
     ),
     row(
         Case("batch of one", INFO_NCE, info_nce(1), ValueError, "at least 2 pairs", "larger batch"),
-        marks=gap(NOT_RAISED),  # today: returns 0 (no negatives, no gradient)
     ),
     row(
         Case(
@@ -454,7 +451,6 @@ LOSS_ROWS = [
             "at least 2 instances",
             "larger batch",
         ),
-        marks=gap(NOT_RAISED),  # today: returns a loss without any negative
     ),
 ]
 

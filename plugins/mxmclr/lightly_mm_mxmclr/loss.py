@@ -91,6 +91,13 @@ from lightly_mm_plugins.losses import (
 
 __all__ = ["MAX_LOGIT_SCALE", "MXMCLRLoss", "MXMCLRTerms"]
 
+
+def _distributed() -> bool:
+    """Whether a process group with more than one rank is running."""
+    dist = torch.distributed
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 #: Upper bound of the learnable logit scale ``1/τ`` (CLIP's clamp).
 MAX_LOGIT_SCALE = 100.0
 
@@ -463,6 +470,11 @@ class MXMCLRLoss(nn.Module):
         a = _as_folds(a, "a")
         b = _as_folds(b, "b")
         n = a.shape[0]
+        if n < 2 and not (self.gather_distributed and _distributed()):
+            raise ValueError(
+                f"MXMCLRLoss needs at least 2 instances (negatives), got N={n}; "
+                "use a larger batch (and drop_last=True)"
+            )
         if b.shape[0] != n or a.shape[-1] != b.shape[-1]:
             raise ValueError(
                 f"a and b must have the same number of instances N and features D, got "
