@@ -20,7 +20,7 @@ protocol, 256-d for every method).
 Missing runs are trained (subprocesses of ``lightly-mm train``), existing ones in
 ``--runs-dir`` are reused, so the table resumes after an interruption::
 
-    python plugins/factorcl/experiments/shared_unique.py --runs-dir runs/factorcl --seeds 0,1,2
+    python plugins/factorcl/experiments/shared_unique.py --runs-dir runs/fcl --seeds 0,1,2 --lr 1e-4
 """
 
 from __future__ import annotations
@@ -61,13 +61,15 @@ def runs(seed: int) -> dict[str, list[str]]:
     return out
 
 
-def train_missing(runs_dir: Path, seeds: list[int]) -> None:
+def train_missing(runs_dir: Path, seeds: list[int], lr: float | None = None) -> None:
     cli = Path(sys.executable).with_name("lightly-mm")
     for seed in seeds:
         for name, args in runs(seed).items():
             if (runs_dir / name / "metrics.json").exists():
                 continue
             cmd = [str(cli), "train", "--quiet", *args, *PROTOCOL, "--seed", str(seed)]
+            if lr is not None:
+                cmd += ["--lr", str(lr)]
             print("training", name, flush=True)
             subprocess.run([*cmd, "--out", str(runs_dir / name)], check=True)
 
@@ -160,12 +162,13 @@ def main() -> None:
     parser.add_argument("--runs-dir", default="lightly_mm_runs/factorcl-table")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--no-train", action="store_true", help="only tabulate existing runs")
+    parser.add_argument("--lr", type=float, default=None, help="default: the CLI's 1e-3")
     parser.add_argument("--backbone", action="store_true", help="probe [e1(x1), e2(x2)] too")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     runs_dir = Path(args.runs_dir)
     if not args.no_train:
-        train_missing(runs_dir, seeds)
+        train_missing(runs_dir, seeds, args.lr)
     print(table(runs_dir, seeds))
     if args.backbone:
         print()
