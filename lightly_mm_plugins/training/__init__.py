@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["MultimodalDataModule", "MultimodalModule", "TrainConfig", "evaluate", "train"]
+__all__ = [
+    "MultimodalDataModule",
+    "MultimodalModule",
+    "TrainConfig",
+    "evaluate",
+    "load_exported",
+    "train",
+]
 
 
 def __getattr__(name: str) -> Any:  # lazy: importing this package imports no Lightning
@@ -12,6 +19,10 @@ def __getattr__(name: str) -> Any:  # lazy: importing this package imports no Li
         from . import run
 
         return getattr(run, name)
+    if name == "load_exported":
+        from .checkpointing import load_exported
+
+        return load_exported
     if name == "MultimodalModule":
         from .module import MultimodalModule
 

@@ -75,6 +75,14 @@ def _common(p: argparse.ArgumentParser) -> None:
         default="raise",
         help="bad data: fail fast (default) or skip and count",
     )
+    p.add_argument(
+        "--checkpoint-every-n-steps",
+        type=int,
+        default=500,
+        metavar="N",
+        help="also write OUT/checkpoints/last.ckpt every N training batches inside an "
+        "epoch, so that --resume continues from there (default 500; 0: only at epoch ends)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -97,7 +105,20 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="lightly_mm_runs/run", help="output directory")
     p.add_argument(
-        "--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt if it exists"
+        "--resume",
+        action="store_true",
+        help="continue from OUT/checkpoints/last.ckpt if it exists (also from inside an epoch)",
+    )
+    p.add_argument(
+        "--no-eval",
+        action="store_true",
+        help="skip the evaluation before and after training (only train and write encoders.pt)",
+    )
+    p.add_argument(
+        "--trace-batches",
+        action="store_true",
+        help="append every training batch's instance ids to OUT/batch_trace/rank<R>.jsonl "
+        "(debugging data sharding and resume)",
     )
     _common(p)
     p.set_defaults(func=_run_train)

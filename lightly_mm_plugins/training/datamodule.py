@@ -5,11 +5,19 @@ batches are a deterministic function of ``(seed, epoch, rank)``: resuming a run
 reproduces the same batches, every rank gets the same number of equally sized
 batches (``drop_last``; gathering needs equal shapes), and a stage scheduler
 (MCL) can supply its own batches.
+
+Mid-epoch resume: batches depend only on ``(seed, epoch, rank)`` and views
+only on ``(seed, epoch, index)`` (:class:`SeededViews`), so the position in an
+epoch is one number. The training loader is a :class:`ResumableDataLoader`
+whose ``state_dict()`` (saved by Lightning in every checkpoint) is that
+number, and whose ``load_state_dict()`` makes its batch sampler skip that many
+batches: index lists only, no data is loaded for them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import itertools
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
@@ -17,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..api import StageScheduler, View
+from ..errors import CheckpointError
 
 
 class EpochBatchSampler(Sampler[list[int]]):
@@ -79,6 +88,78 @@ class FixedBatches(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return len(self.batches)
+
+
+class SkipBatches(Sampler[list[int]]):
+    """A batch sampler that leaves out the first :attr:`skip` batches of ``inner``.
+
+    ``len()`` stays the full epoch's: Lightning counts a resumed epoch's
+    batches from where it stopped, so it expects ``len(inner) - skip`` more.
+    """
+
+    def __init__(self, inner: Sampler[list[int]]) -> None:
+        self.inner = inner
+        self.skip = 0
+        #: Position of the last batch handed out (skipped ones included).
+        self.position = 0
+
+    def __iter__(self) -> Iterator[list[int]]:
+        self.position = self.skip
+        for batch in itertools.islice(iter(self.inner), self.skip, None):
+            self.position += 1
+            yield batch
+
+    def __len__(self) -> int:
+        return len(self.inner)  # type: ignore[arg-type]
+
+
+class ResumableDataLoader(DataLoader):
+    """The training loader of one epoch, resumable from inside it.
+
+    Lightning saves :meth:`state_dict` in every checkpoint (its
+    ``CombinedLoader`` asks every loader that has one) and, when it restarts
+    inside an epoch, calls :meth:`load_state_dict` before iterating.
+
+    Args:
+        dataset: The training views.
+        batch_sampler: This epoch's batches (this rank's share).
+        epoch: The epoch the loader serves (checked on load).
+        progress: Returns how many of this epoch's batches the training loop has
+            taken (Lightning's ``batch_progress.current.ready``); without it,
+            the number the sampler has handed out (which counts batches the
+            loader prefetched, too: pass ``progress`` under a Trainer).
+        **kwargs: Further :class:`~torch.utils.data.DataLoader` arguments.
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        batch_sampler: Sampler[list[int]],
+        epoch: int,
+        progress: Callable[[], int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        skipper = SkipBatches(batch_sampler)
+        super().__init__(dataset, batch_sampler=skipper, **kwargs)
+        self.skipper = skipper
+        self.epoch = epoch
+        self.progress = progress
+
+    def state_dict(self) -> dict[str, int]:
+        done = self.progress() if self.progress is not None else self.skipper.position
+        return {"epoch": int(self.epoch), "batches_done": int(done), "num_batches": len(self)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        epoch, done = int(state["epoch"]), int(state["batches_done"])
+        total = int(state.get("num_batches", len(self)))
+        if epoch != self.epoch or total != len(self) or not 0 <= done <= total:
+            raise CheckpointError(
+                f"the checkpoint stopped after batch {done} of {total} of epoch {epoch}, but "
+                f"this run's epoch {self.epoch} has {len(self)} batches: the data, "
+                "--batch-size, --devices or --limit-train-samples differ from the run that "
+                "wrote it; resume with the same settings, or start a new run (another --out)"
+            )
+        self.skipper.skip = done
 
 
 class SeededViews(Dataset[Any]):
@@ -156,11 +237,9 @@ class MultimodalDataModule(pl.LightningDataModule):
             return 1, 0
         return trainer.world_size, trainer.global_rank
 
-    def train_dataloader(self) -> DataLoader:
-        trainer = getattr(self, "trainer", None)
-        epoch = trainer.current_epoch if trainer is not None else 0
+    def train_sampler(self, epoch: int) -> Sampler[list[int]]:
+        """This rank's batches of ``epoch`` (the stage scheduler's, else shuffled)."""
         world, rank = self._world()
-        sampler: Sampler[list[int]] | None = None
         if self.scheduler is not None and self.stage_of_epoch is not None:
             stage = self.stage_of_epoch(epoch)
             assert self._instance_ids is not None
@@ -168,19 +247,39 @@ class MultimodalDataModule(pl.LightningDataModule):
                 stage, self._instance_ids, self.batch_size, world, rank, self.seed, epoch
             )
             if batches is not None:
-                sampler = FixedBatches(batches)
+                return FixedBatches(batches)
+        return EpochBatchSampler(
+            len(self.train_views), self.batch_size, self.seed, epoch, world, rank
+        )
+
+    def batches_per_epoch(self, epoch: int = 0) -> int:
+        """Number of training batches of ``epoch`` on this rank (without loading data).
+
+        The LR schedule's length uses this instead of Lightning's
+        ``estimated_stepping_batches``, which builds the training loader before
+        a checkpoint's loop state is restored and so kept an epoch-0 loader
+        from being positioned when a run resumes inside epoch 0.
+        """
+        return len(self.train_sampler(epoch))  # type: ignore[arg-type]
+
+    def train_dataloader(self) -> DataLoader:
+        trainer = getattr(self, "trainer", None)
+        epoch = trainer.current_epoch if trainer is not None else 0
         self.train_views.epoch = epoch
-        if sampler is None:
-            sampler = EpochBatchSampler(
-                len(self.train_views), self.batch_size, self.seed, epoch, world, rank
-            )
-        return DataLoader(
+        return ResumableDataLoader(
             self.train_views,
-            batch_sampler=sampler,
+            self.train_sampler(epoch),
+            epoch,
+            progress=self._batches_taken if trainer is not None else None,
             collate_fn=self.collate,
             num_workers=self.num_workers,
             persistent_workers=False,
         )
+
+    def _batches_taken(self) -> int:
+        """Batches of the current epoch the training loop has started."""
+        assert self.trainer is not None
+        return int(self.trainer.fit_loop.epoch_loop.batch_progress.current.ready)
 
     def eval_loader(self, which: str = "test", batch_size: int | None = None) -> DataLoader:
         ds = self.test_eval_views if which == "test" else self.train_eval_views

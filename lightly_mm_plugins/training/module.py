@@ -16,6 +16,14 @@ Stages run inside one Trainer: stage ``s`` covers a contiguous range of epochs,
 so Lightning's checkpointing and resume cover multi-stage runs too. At a stage
 boundary the module snapshots the encoders (for the scheduler's combined final
 representation) and calls ``scheduler.on_stage_end``.
+
+Resuming anywhere: everything a run's future depends on is in the checkpoint
+(weights, momentum encoders, objective buffers such as queues, stage
+snapshots, optimizer and LR-scheduler state, ``current_stage`` and the stage
+scheduler's state) or is a function of ``(seed, epoch, batch)``: the global
+random generators are re-seeded before every training batch
+(:func:`step_seed`), so a run resumed inside an epoch draws exactly the random
+numbers an uninterrupted one does.
 """
 
 from __future__ import annotations
@@ -37,6 +45,24 @@ from ..api import (
     StageContext,
     StageScheduler,
 )
+
+
+def step_seed(seed: int, epoch: int, batch_idx: int) -> int:
+    """The seed of training batch ``batch_idx`` of ``epoch`` (a 32-bit hash of the three)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, epoch, batch_idx, 0x5EED]).generate_state(1)[0])
+
+
+def _seed_generators(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's (CPU and CUDA) global generators."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 class MultimodalModule(pl.LightningModule):
@@ -89,6 +115,9 @@ class MultimodalModule(pl.LightningModule):
             starts.append(starts[-1] + scheduler.plan(s).epochs)
         self.stage_starts = starts
         self.current_stage = 0
+        #: Epochs finished (kept in checkpoints; after ``ddp_spawn`` the main
+        #: process reads it from the last checkpoint).
+        self.epochs_done = 0
 
     # ----------------------------------------------------------------- stages
     @property
@@ -100,6 +129,16 @@ class MultimodalModule(pl.LightningModule):
             if epoch < self.stage_starts[s + 1]:
                 return s
         return len(self.stage_starts) - 2
+
+    def on_train_start(self) -> None:
+        # Runs on every fit, also one resumed inside an epoch (which skips
+        # on_train_epoch_start): requires_grad is not part of a checkpoint.
+        self._apply_freeze(self.stage_of_epoch(self.current_epoch))
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Random draws of a training step depend only on (seed, epoch, batch):
+        # identical after a resume from any batch, on every rank.
+        _seed_generators(step_seed(self.seed, self.current_epoch, batch_idx))
 
     def on_train_epoch_start(self) -> None:
         # Augmentations of epoch e depend only on (seed, e): a resumed run sees
@@ -119,6 +158,7 @@ class MultimodalModule(pl.LightningModule):
         if nxt < len(self.stage_starts) - 1 and self.current_epoch + 1 >= self.stage_starts[nxt]:
             self._finish_stage(self.current_stage)
             self.current_stage = nxt
+        self.epochs_done = self.current_epoch + 1
 
     def _apply_freeze(self, stage: int) -> None:
         frozen = set(self.scheduler.plan(stage).freeze)
@@ -259,7 +299,7 @@ class MultimodalModule(pl.LightningModule):
             if id(p) not in aux_ids
         ]
         opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
+        total = self._total_steps()
         steps_per_epoch = max(1, total // max(1, self.total_epochs))
         warmup = int(self.warmup_epochs * steps_per_epoch)
 
@@ -276,6 +316,20 @@ class MultimodalModule(pl.LightningModule):
         aux_opt = torch.optim.Adam(self.aux_params, lr=self.objective.auxiliary_lr)
         return [opt, aux_opt], [{"scheduler": sched, "interval": "step"}]
 
+    def _total_steps(self) -> int:
+        """Length of the LR schedule: epoch 0's batches times the number of epochs.
+
+        What Lightning's ``estimated_stepping_batches`` gives, computed from the
+        data module's samplers instead: that property builds the training
+        loader before a checkpoint's loop state is restored, and the loader
+        built then would serve a run resumed inside epoch 0 unpositioned.
+        """
+        datamodule = getattr(self.trainer, "datamodule", None)
+        per_epoch = getattr(datamodule, "batches_per_epoch", None)
+        if per_epoch is None:
+            return max(1, int(self.trainer.estimated_stepping_batches))
+        return max(1, int(per_epoch(0)) * max(1, self.total_epochs))
+
     # ----------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["lightly_mm"] = {
@@ -283,27 +337,42 @@ class MultimodalModule(pl.LightningModule):
             "num_snapshots": len(self.stage_snapshots),
             "scheduler": self.scheduler.state_dict(),
             "objective_class": _class_path(self.objective),
+            "epochs_done": self.epochs_done,
         }
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+    def check_checkpoint(self, checkpoint: Mapping[str, Any], source: str = "checkpoint") -> None:
+        """Raise :class:`~lightly_mm_plugins.errors.CheckpointError` unless this run
+        can continue ``checkpoint`` (written by ``lightly-mm train``, same objective)."""
         from ..errors import CheckpointError
 
         state = checkpoint.get("lightly_mm")
-        if state is None:
+        if not isinstance(state, Mapping) or "objective_class" not in state:
             raise CheckpointError(
-                "this checkpoint was not written by lightly-mm train; start a new run "
+                f"{source} was not written by lightly-mm train; start a new run "
                 "without --resume or point --out elsewhere"
             )
         mine = _class_path(self.objective)
         if state["objective_class"] != mine:
             raise CheckpointError(
-                f"checkpoint is from objective {state['objective_class']}, this run uses "
+                f"{source} is from objective {state['objective_class']}, this run uses "
                 f"{mine}; use the same --method or another --out"
             )
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.check_checkpoint(checkpoint)
+        state = checkpoint["lightly_mm"]
         while len(self.stage_snapshots) < state["num_snapshots"]:
             self._append_snapshot()
         self.current_stage = state["current_stage"]
+        # Checkpoints before epochs_done was kept were all written at epoch ends.
+        self.epochs_done = int(state.get("epochs_done", int(checkpoint.get("epoch", -1)) + 1))
         self.scheduler.load_state_dict(state["scheduler"])
+
+    def restore_from_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Load a whole checkpoint into this module outside a Trainer (weights,
+        stage snapshots, stage and scheduler state; not the optimizer)."""
+        self.on_load_checkpoint(checkpoint)
+        self.load_state_dict(checkpoint["state_dict"])
 
     # ------------------------------------------------------------ features
     @torch.no_grad()

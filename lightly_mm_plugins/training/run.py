@@ -10,11 +10,13 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
 import inspect
 import json
 import os
-import tempfile
 import time
+import types
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,12 @@ import torch
 from torch import Tensor
 
 from ..errors import LightlyMMError
+from .checkpointing import (
+    atomic_torch_save,
+    atomic_write_text,
+    load_checkpoint_file,
+    remove_stale_tmp_files,
+)
 
 
 @dataclass
@@ -56,9 +64,22 @@ class TrainConfig:
     resume: bool = False
     quiet: bool = False
     eval_init: bool = True
+    #: Evaluate after training (linear probe, kNN, retrieval); off for quick
+    #: runs that only need the weights.
+    eval_final: bool = True
+    #: Also write ``checkpoints/last.ckpt`` every this many training batches
+    #: inside an epoch (it is always written at epoch ends); 0 or None: only
+    #: at epoch ends. ``--resume`` continues from inside the epoch.
+    checkpoint_every_n_steps: int | None = 500
     #: Stop (with a checkpoint) after this many epochs, as if interrupted;
     #: ``--resume`` continues the same schedule.
     stop_after_epochs: int | None = None
+    #: Die right after this many training batches, as if killed (no extra
+    #: checkpoint; a resume continues from the last one). For tests.
+    stop_after_steps: int | None = None
+    #: Append the instance ids of every training batch to
+    #: ``OUT/batch_trace/rank<R>.jsonl`` (checks sharding and resume).
+    trace_batches: bool = False
 
 
 def _check_out_dir(out: Path) -> None:
@@ -123,7 +144,6 @@ def build_components(cfg: TrainConfig) -> dict[str, Any]:
                 f"stage scheduler {sched_name!r} restricts negatives with pseudo labels, but "
                 f"objective {cfg.method!r} does not support them (requirements.pseudo_labels)"
             )
-    dm_holder: dict[str, Any] = {}
     module = MultimodalModule(
         encoders,
         objective,
@@ -132,7 +152,6 @@ def build_components(cfg: TrainConfig) -> dict[str, Any]:
         lr=cfg.lr,
         weight_decay=cfg.weight_decay,
         warmup_epochs=cfg.warmup_epochs,
-        embed_loader_fn=lambda: dm_holder["dm"].eval_loader("train"),
         seed=cfg.seed,
     )
     dm = MultimodalDataModule(
@@ -145,7 +164,8 @@ def build_components(cfg: TrainConfig) -> dict[str, Any]:
         scheduler=scheduler,
         stage_of_epoch=module.stage_of_epoch,
     )
-    dm_holder["dm"] = dm
+    # A bound method, not a lambda: ddp_spawn pickles the module.
+    module.embed_loader_fn = functools.partial(dm.eval_loader, "train")
     return {
         "module": module,
         "datamodule": dm,
@@ -254,43 +274,62 @@ def evaluate(module: Any, dm: Any, seed: int = 0) -> dict[str, float]:
     return results
 
 
-def StopAfterEpochs(epochs: int) -> Any:
-    """A Lightning callback that stops training after ``epochs`` epochs."""
-    from pytorch_lightning.callbacks import Callback
-
-    class _Stop(Callback):
-        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-            if trainer.current_epoch + 1 >= epochs:
-                trainer.should_stop = True
-
-    return _Stop()
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    """Write to a temporary file in the same folder, then rename: never half-written."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _retrieval_features_note(results: dict[str, float]) -> str:
     if any(k.startswith("retrieval/") for k in results):
         return ""
     return "(no cross-modal retrieval: this objective has no joint embedding space)"
 
 
+def _reduce_module(module: types.ModuleType) -> tuple[Any, tuple[str]]:
+    return importlib.import_module, (module.__name__,)
+
+
+def _pickle_modules_by_name() -> None:
+    """Let ``ddp_spawn`` send objects that hold a reference to a Python module.
+
+    ``ModalityView(seed=None)`` keeps Python's ``random`` module as its
+    generator, and pickle refuses modules, so the spawn launcher could not
+    send the data module to its workers. A module is sent by name and
+    imported again in the worker, which is what such a reference means there.
+    Registered on multiprocessing's pickler only (not ``pickle`` itself).
+    """
+    from multiprocessing.reduction import ForkingPickler
+
+    ForkingPickler.register(types.ModuleType, _reduce_module)
+
+
+def _resume_checkpoint(cfg: TrainConfig, module: Any, last: Path) -> str | None:
+    """The checkpoint ``--resume`` continues, checked before anything starts.
+
+    Read here (``weights_only=True``), in the main process, so that a truncated,
+    unsafe or foreign checkpoint is a clear :class:`CheckpointError` also
+    under ``ddp_spawn`` (where Lightning loads it again in every worker).
+    """
+    if not (cfg.resume and last.exists()):
+        return None
+    module.check_checkpoint(load_checkpoint_file(last), source=f"checkpoint {str(last)!r}")
+    return str(last)
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Train ``cfg.method``, evaluate it, and write everything into ``cfg.out``."""
+    """Train ``cfg.method``, evaluate it, and write everything into ``cfg.out``.
+
+    ``checkpoints/last.ckpt`` is written atomically at every epoch end and every
+    ``cfg.checkpoint_every_n_steps`` batches; with ``cfg.resume`` a run killed
+    anywhere continues from it to the weights an uninterrupted run reaches.
+    """
     import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
     from .. import get_host
+    from .callbacks import (
+        AtomicCheckpointIO,
+        BatchTrace,
+        CrashAfterSteps,
+        RunCheckpoint,
+        SimulatedCrash,
+        StopAfterEpochs,
+    )
     from .plots import plot_loss_curve, plot_results
 
     t0 = time.time()
@@ -308,16 +347,26 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     strategy: Any = "auto"
     if multi:
         strategy = "ddp_spawn" if accelerator == "cpu" else "ddp"
-
-    results: dict[str, Any] = {"config": asdict(cfg)}
-    if cfg.eval_init and not (cfg.resume and (out / "checkpoints" / "last.ckpt").exists()):
-        results["init"] = evaluate(module, dm, seed=cfg.seed)
+    if strategy == "ddp_spawn":
+        _pickle_modules_by_name()
 
     ckpt_dir = out / "checkpoints"
-    ckpt = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_epochs=1)
-    callbacks: list[Any] = [ckpt]
+    last = ckpt_dir / "last.ckpt"
+    if os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0":
+        remove_stale_tmp_files(ckpt_dir)  # left by a run killed while writing
+    ckpt_path = _resume_checkpoint(cfg, module, last)
+
+    results: dict[str, Any] = {"config": asdict(cfg)}
+    if cfg.eval_init and ckpt_path is None:
+        results["init"] = evaluate(module, dm, seed=cfg.seed)
+
+    callbacks: list[Any] = [RunCheckpoint(last, every_n_steps=cfg.checkpoint_every_n_steps)]
     if cfg.stop_after_epochs is not None:
         callbacks.append(StopAfterEpochs(cfg.stop_after_epochs))
+    if cfg.stop_after_steps is not None:
+        callbacks.append(CrashAfterSteps(cfg.stop_after_steps))
+    if cfg.trace_batches:
+        callbacks.append(BatchTrace(out / "batch_trace"))
     loggers = [
         CSVLogger(str(out), name="logs"),
         TensorBoardLogger(str(out), name="tensorboard", version=""),
@@ -330,6 +379,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         precision=precision,  # type: ignore[arg-type]
         logger=loggers,
         callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+        enable_checkpointing=True,  # RunCheckpoint (a Checkpoint) replaces ModelCheckpoint
         enable_progress_bar=not cfg.quiet,
         enable_model_summary=False,
         log_every_n_steps=1,
@@ -339,21 +390,31 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         gradient_clip_val=1.0 if module.automatic_optimization else None,
         num_sanity_val_steps=0,
     )
-    last = ckpt_dir / "last.ckpt"
-    ckpt_path = str(last) if cfg.resume and last.exists() else None
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    except SimulatedCrash as crash:
+        print(f"Stopped after step {crash.steps}; continue with --resume --out {cfg.out}")
+        results["stopped_at_step"] = crash.steps
+        results["module"] = module
+        return results
     if not trainer.is_global_zero:
         return results
-    if trainer.current_epoch < module.total_epochs:
+    if strategy == "ddp_spawn" and last.exists():
+        # The workers trained; this process only got rank 0's weights back. The
+        # last checkpoint (written at the final epoch end) has the whole state:
+        # stage snapshots, stage, scheduler state and the epoch count.
+        module.restore_from_checkpoint(load_checkpoint_file(last))
+    if module.epochs_done < module.total_epochs:
         print(
-            f"Stopped after epoch {trainer.current_epoch} of {module.total_epochs}; "
+            f"Stopped after epoch {module.epochs_done} of {module.total_epochs}; "
             f"continue with --resume --out {cfg.out}"
         )
-        results["stopped_at_epoch"] = trainer.current_epoch
+        results["stopped_at_epoch"] = module.epochs_done
         results["module"] = module
         return results
 
-    results["trained"] = evaluate(module, dm, seed=cfg.seed)
+    if cfg.eval_final:
+        results["trained"] = evaluate(module, dm, seed=cfg.seed)
     results["plugins"] = [
         f"{p.distribution}=={p.version}" for p in get_host().plugins() if p.status == "active"
     ]
@@ -362,7 +423,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     results["view"], results["scheduler"] = parts["view_name"], parts["scheduler_name"]
     results["module"] = module
 
-    _atomic_torch_save(
+    atomic_torch_save(
         {
             "encoders": {m: e.state_dict() for m, e in module.encoders.items()},
             "objective": module.objective.state_dict(),
@@ -374,13 +435,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         out / "encoders.pt",
     )
     serialisable = {k: v for k, v in results.items() if k != "module"}
-    (out / "metrics.json").write_text(json.dumps(serialisable, indent=2, default=str))
+    atomic_write_text(json.dumps(serialisable, indent=2, default=str), out / "metrics.json")
     plot_loss_curve(
         sorted((out / "logs").glob("version_*/metrics.csv")),
         module.stage_starts,
         out / "loss_curve.png",
     )
-    plot_results(results, out / "results.png", title=f"{cfg.method} on {cfg.data}")
+    if "trained" in results:
+        plot_results(results, out / "results.png", title=f"{cfg.method} on {cfg.data}")
     print(format_results_table(results, cfg))
     return results
 
@@ -397,7 +459,7 @@ def format_results_table(results: dict[str, Any], cfg: TrainConfig) -> str:
     for key in sorted(trained):
         before = f"{init[key]:.3f}" if key in init else "-"
         lines.append(f"{key:32s} {before:>12s} {trained[key]:>10.3f}")
-    note = _retrieval_features_note(trained)
+    note = _retrieval_features_note(trained) if trained else "(evaluation skipped)"
     if note:
         lines.append(note)
     lines.append(f"Written to {cfg.out}: encoders.pt, metrics.json, checkpoints/, logs/, *.png")
@@ -407,6 +469,8 @@ def format_results_table(results: dict[str, Any], cfg: TrainConfig) -> str:
 def _config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
     fields = TrainConfig.__dataclass_fields__
     values = {k: v for k, v in vars(args).items() if k in fields}
+    if getattr(args, "no_eval", False):
+        values.update(eval_init=False, eval_final=False)
     values.update(overrides)
     return TrainConfig(**values)
 
