@@ -13,12 +13,36 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .hookspecs import HOOKSPEC_VERSION, hookimpl, hookspec
-from .manager import PluginHost, get_host, reset_host
+if TYPE_CHECKING:
+    from .hookspecs import HOOKSPEC_VERSION, hookimpl, hookspec
+    from .manager import PluginHost, get_host, reset_host
 
 __version__ = "0.1.0"
+
+#: Attributes loaded on first access (PEP 562), so that ``import
+#: lightly_mm_plugins`` costs nothing until the host is used.
+_LAZY = {
+    "HOOKSPEC_VERSION": "hookspecs",
+    "hookimpl": "hookspecs",
+    "hookspec": "hookspecs",
+    "PluginHost": "manager",
+    "get_host": "manager",
+    "reset_host": "manager",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lightly_mm_plugins' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "HOOKSPEC_VERSION",
@@ -38,24 +62,34 @@ __all__ = [
 
 def list_names(kind: str) -> list[str]:
     """Registered names of ``kind`` (views, objectives, heads, stage_schedulers)."""
+    from .manager import get_host
+
     return get_host().registry(kind).names()
 
 
 def create_objective(name: str, /, **kwargs: Any) -> Any:
     """Build the objective registered as ``name`` (see :class:`api.Objective`)."""
+    from .manager import get_host
+
     return get_host().create("objectives", name, **kwargs)
 
 
 def create_view(name: str, /, **kwargs: Any) -> Any:
     """Build the view registered as ``name``."""
+    from .manager import get_host
+
     return get_host().create("views", name, **kwargs)
 
 
 def create_head(name: str, /, **kwargs: Any) -> Any:
     """Build the head registered as ``name``."""
+    from .manager import get_host
+
     return get_host().create("heads", name, **kwargs)
 
 
 def create_stage_scheduler(name: str, /, **kwargs: Any) -> Any:
     """Build the stage scheduler registered as ``name``."""
+    from .manager import get_host
+
     return get_host().create("stage_schedulers", name, **kwargs)

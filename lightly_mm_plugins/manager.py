@@ -24,25 +24,25 @@ Example:
 
 from __future__ import annotations
 
-import importlib.metadata as md
-import logging
 import os
 import re
 import threading
-import traceback
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from . import hookspecs
+from .entry_points import entry_points
 from .errors import PluginError
 from .registry import KINDS, Entry, Registry, validate_name
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
 
 ENV_LOAD = "LIGHTLY_MM_LOAD_PLUGINS"
 ENV_DISABLE = "LIGHTLY_MM_DISABLE_PLUGINS"
@@ -112,7 +112,7 @@ class PluginHost:
         load: Iterable[str] | None = None,
         disable: Iterable[str] | None = None,
         strict: bool | None = None,
-        entry_points: Sequence[md.EntryPoint] | None = None,
+        entry_points: Sequence[EntryPoint] | None = None,
         autoload: bool = True,
     ) -> None:
         self._allow = (
@@ -148,7 +148,7 @@ class PluginHost:
             eps = (
                 list(self._entry_points)
                 if self._entry_points is not None
-                else list(md.entry_points(group=hookspecs.ENTRY_POINT_GROUP))
+                else entry_points(hookspecs.ENTRY_POINT_GROUP)
             )
             seen: set[str] = set()
             for ep in sorted(eps, key=lambda e: e.name):
@@ -175,7 +175,7 @@ class PluginHost:
         self._plugins[BUILTIN_NAME] = info
         self.pm.register(builtin, name=BUILTIN_NAME)
 
-    def _load_entry_point(self, ep: md.EntryPoint, seen: set[str]) -> None:
+    def _load_entry_point(self, ep: EntryPoint, seen: set[str]) -> None:
         dist = getattr(ep, "dist", None)
         dist_name = dist.name if dist is not None else ep.name
         version = dist.version if dist is not None else "?"
@@ -232,6 +232,8 @@ class PluginHost:
     def _fail(self, info: PluginInfo, stage: str, exc: BaseException | str) -> None:
         if isinstance(exc, BaseException):
             error = f"{type(exc).__name__}: {exc}"
+            import traceback
+
             tb = "".join(traceback.format_exception(exc))
         else:
             error, tb = exc, ""
@@ -361,7 +363,11 @@ class PluginHost:
             registry.add(entry)
             info.provides.setdefault(kind, []).append(key)
             if trace:
-                logger.warning("lightly-mm: %s registered %s %r", info.distribution, kind, key)
+                import logging  # only when tracing: importing logging costs ~10 ms
+
+                logging.getLogger(__name__).warning(
+                    "lightly-mm: %s registered %s %r", info.distribution, kind, key
+                )
 
         return register
 

@@ -9,7 +9,6 @@ working.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import re
@@ -31,6 +30,15 @@ KIND_SINGULAR = {
     "heads": "head",
     "stage_schedulers": "stage scheduler",
 }
+
+
+def _close_matches(word: str, candidates: Any, n: int, cutoff: float) -> list[str]:
+    """``difflib.get_close_matches``, imported only when an error message needs it."""
+    import difflib
+
+    return difflib.get_close_matches(word, list(candidates), n=n, cutoff=cutoff)
+
+
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
@@ -125,7 +133,7 @@ def check_arguments(
         hints = [
             f"{close[0]!r} instead of {k!r}"
             for k in unknown
-            if (close := difflib.get_close_matches(k, accepted, n=1, cutoff=0.6))
+            if (close := _close_matches(k, accepted, n=1, cutoff=0.6))
         ]
         if hints:
             msg += "; did you mean " + ", ".join(hints) + "?"
@@ -211,7 +219,7 @@ class Registry:
         msg = f"unknown {singular} {name!r}; available: " + (
             ", ".join(available) if available else "(none)"
         )
-        close = difflib.get_close_matches(key, available, n=3, cutoff=0.5)
+        close = _close_matches(key, available, n=3, cutoff=0.5)
         if close:
             msg += "; did you mean " + " or ".join(repr(c) for c in close) + "?"
         hint = self.failure_hint()

@@ -140,3 +140,33 @@ def test_scaling_quick_run_prints_both_sweeps_and_writes_nothing() -> None:
             assert dense[3] == "1.00×", dense
             assert float(dense[2].replace(",", "")) > 0 and float(chunked[2].replace(",", "")) > 0
             assert chunked[3].endswith("×")
+
+
+PIPELINE = ROOT / "benchmarks" / "pipeline.py"
+
+
+def test_pipeline_benchmark_quick_run_prints_both_tables() -> None:
+    """``benchmarks/pipeline.py --quick``: host and hand-written steps train on the same
+    batches from the same weights, so their first losses agree (a check that the
+    baseline does the same work; timings are printed, never asserted)."""
+    results = ROOT / "benchmarks" / "results"
+    before = sorted(results.iterdir())
+    proc = subprocess.run(
+        [sys.executable, str(PIPELINE), "--quick", "--threads", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(results.iterdir()) == before, "a --quick run must not write results"
+    out = proc.stdout
+    assert "## Training throughput (method `clip`)" in out and "## Start-up" in out
+    rows = {r[0]: r for r in (_cells(line) for line in out.splitlines() if line.startswith("| "))}
+    vectors = rows["vectors"]
+    host, hand = (float(x.replace(",", "")) for x in vectors[2:4])
+    assert host > 0 and hand > 0
+    assert float(vectors[8]) < 1e-4, f"host and hand-written losses differ: {vectors}"
+    for command in ("`import lightly`", "`import lightly_mm_plugins + discovery`"):
+        assert command in rows, out
+    assert "`lightly-mm plugins`" in rows

@@ -234,3 +234,83 @@ def test_docstring_examples_run(module):
     name = "lightly_mm_plugins.data" + ("" if module == "__init__" else f".{module}")
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_unpadded_batch_stacks_in_one_piece_and_matches_the_padded_path():
+    """No padding: one ``torch.stack``; the values equal the element-wise padded path."""
+    full = [
+        Sample(
+            i, {"image": [image(float(i)), image(i + 0.5)], "x": [torch.full((5,), float(i))] * 2}
+        )
+        for i in range(4)
+    ]
+    batch = collate_samples(full, {"image": "image", "x": "vector"})
+    assert batch.masks["image"].all() and batch.masks["x"].all()
+    assert batch.observations["image"].shape == (4, 2, 3, 4, 4)
+    for i in range(4):
+        assert torch.equal(batch.observations["image"][i, 1], image(i + 0.5))
+        assert torch.equal(batch.observations["x"][i, 0], torch.full((5,), float(i)))
+    padded = [*full[:3], Sample(3, {"image": [image(3.0)], "x": [torch.full((5,), 3.0)]})]
+    pbatch = collate_samples(padded, {"image": "image", "x": "vector"})
+    assert pbatch.masks["image"].tolist() == [[True, True]] * 3 + [[True, False]]
+    assert torch.equal(pbatch.observations["image"][:3], batch.observations["image"][:3])
+    assert torch.equal(pbatch.observations["image"][3, 1], torch.zeros(3, 4, 4))
+
+
+def _seeded_views(seed: int = 0):
+    from lightly_mm_plugins.training.datamodule import SeededViews
+
+    raw = MultimodalDataset(
+        [Sample(i, {"x": [torch.full((3,), float(i))], "text": ["a", "b", "c"]}) for i in range(6)],
+        {"x": "vector", "text": "text"},
+    )
+
+    class NoisyView(ModalityView):
+        """Draws from torch's, Python's and NumPy's global generators."""
+
+        def __call__(self, sample: Sample) -> Sample:
+            import random
+
+            import numpy as np
+
+            out = super().__call__(sample)
+            noise = torch.rand(3) + random.random() + float(np.random.rand())
+            out.observations["x"] = [out.observations["x"][0] + noise]
+            return out
+
+    view = NoisyView({"x": "vector", "text": "text"})
+    return SeededViews(ViewDataset(raw, view, train=True), seed)
+
+
+def test_seeded_views_depend_only_on_seed_epoch_and_index():
+    import random
+
+    import numpy as np
+
+    views = _seeded_views()
+    random.seed(1)
+    np.random.seed(1)
+    torch.manual_seed(1)
+    before = (random.random(), float(np.random.rand()), float(torch.rand(())))
+    random.seed(1)
+    np.random.seed(1)
+    torch.manual_seed(1)
+    batched = views.__getitems__([4, 1, 5])
+    # the caller's generators are untouched by the views' draws
+    assert (random.random(), float(np.random.rand()), float(torch.rand(()))) == before
+    single = [views[i] for i in (4, 1, 5)]
+    other_batch = views.__getitems__([5, 0, 2, 4])
+    for a, b in zip(batched, single):
+        assert torch.equal(a.observations["x"][0], b.observations["x"][0])
+        assert a.observations["text"] == b.observations["text"]
+    assert torch.equal(batched[0].observations["x"][0], other_batch[3].observations["x"][0])
+    assert not torch.equal(batched[0].observations["x"][0], batched[1].observations["x"][0] + 3)
+    views.epoch = 1
+    next_epoch = views[4]
+    assert not torch.equal(next_epoch.observations["x"][0], single[0].observations["x"][0])
+    assert torch.equal(
+        _seeded_views().__getitems__([4])[0].observations["x"][0], single[0].observations["x"][0]
+    )
+    assert not torch.equal(
+        _seeded_views(seed=1)[4].observations["x"][0], single[0].observations["x"][0]
+    )

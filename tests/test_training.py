@@ -48,6 +48,24 @@ def test_two_epochs_lower_the_loss_and_beat_random_init(clip_run):
     assert trained["retrieval/image_to_text_R@10"] > init["retrieval/image_to_text_R@10"]
 
 
+def test_loss_every_step_diagnostics_every_tenth_batch(clip_run):
+    """``train_loss`` is logged at every step; the objective's diagnostics (here the
+    temperature, a tensor: no host sync) at every ``diagnostics_every_n_steps``-th
+    batch of an epoch (default 10; 8 batches per epoch here: batch 0 only), as one
+    epoch-mean row per epoch (at the epoch's last step)."""
+    import csv
+
+    _, out = clip_run
+    rows = list(csv.DictReader(next((out / "logs").glob("version_*/metrics.csv")).open()))
+    loss_steps = sorted(int(r["step"]) for r in rows if r.get("train_loss"))
+    temp_steps = sorted(int(r["step"]) for r in rows if r.get("train/temperature"))
+    assert loss_steps == list(range(16))
+    assert temp_steps == [7, 15]
+    assert all(
+        0.0 < float(r["train/temperature"]) < 1.0 for r in rows if r.get("train/temperature")
+    )
+
+
 def test_outputs_are_written_and_load_safely(clip_run):
     _, out = clip_run
     for name in ("encoders.pt", "metrics.json", "loss_curve.png", "results.png"):

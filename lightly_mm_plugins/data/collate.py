@@ -34,6 +34,8 @@ from ..errors import DataError
 
 
 def _as_int(value: Any, what: str, instance_id: int) -> int:
+    if type(value) is int:
+        return value
     if isinstance(value, Tensor):
         if value.numel() != 1:
             raise DataError(
@@ -61,7 +63,6 @@ def _stack(m: str, kind: str, samples: Sequence[Sample], rows: list[list[Any]], 
             f"{tuple(first.shape)} (instance {samples[0].instance_id})"
         )
     shape, dtype = tuple(first.shape), first.dtype
-    out = first.new_zeros(len(rows), v, *shape)
     for i, row in enumerate(rows):
         for j, obs in enumerate(row):
             if not isinstance(obs, Tensor) or tuple(obs.shape) != shape or obs.dtype != dtype:
@@ -76,6 +77,11 @@ def _stack(m: str, kind: str, samples: Sequence[Sample], rows: list[list[Any]], 
                     f"{samples[0].instance_id}; make the view emit one size "
                     "(resize images, fixed-length vectors)"
                 )
+    if all(len(row) == v for row in rows):  # no padding: one stack
+        return torch.stack([obs for row in rows for obs in row]).view(len(rows), v, *shape)
+    out = first.new_zeros(len(rows), v, *shape)
+    for i, row in enumerate(rows):
+        for j, obs in enumerate(row):
             out[i, j] = obs
     return out
 
@@ -122,10 +128,8 @@ def collate_samples(samples: Sequence[Sample], kinds: Mapping[str, str]) -> Coll
                 )
             rows.append(list(obs))
         v = max(len(r) for r in rows)
-        mask = torch.zeros(len(rows), v, dtype=torch.bool)
-        for i, r in enumerate(rows):
-            mask[i, : len(r)] = True
-        masks[m] = mask
+        lengths = torch.tensor([len(r) for r in rows])
+        masks[m] = torch.arange(v) < lengths[:, None]
         if kind == "text":
             for i, r in enumerate(rows):
                 bad = [type(o).__name__ for o in r if not isinstance(o, str)]

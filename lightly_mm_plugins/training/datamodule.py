@@ -172,24 +172,49 @@ class SeededViews(Dataset[Any]):
     def __init__(self, views: Any, seed: int) -> None:
         self.views, self.seed, self.epoch = views, seed, 0
         self.modalities = dict(views.modalities)
+        self._seeds: tuple[int, list[int]] | None = None
+
+    def sample_seeds(self) -> list[int]:
+        """This epoch's per-sample seeds (32-bit), drawn once per epoch from
+        ``np.random.SeedSequence([seed, epoch])``."""
+        import numpy as np
+
+        if self._seeds is None or self._seeds[0] != self.epoch:
+            seq = np.random.SeedSequence([self.seed, self.epoch, 0x5EED])
+            self._seeds = (self.epoch, seq.generate_state(len(self.views)).tolist())
+        return self._seeds[1]
 
     def __len__(self) -> int:
         return len(self.views)
 
     def __getitem__(self, index: int) -> Any:
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[Any]:
+        """The views of a batch (the DataLoader's batched fetch).
+
+        Python's, NumPy's and torch's CPU generators are seeded per sample and
+        restored once per batch (saving NumPy's state costs ~0.1 ms).
+        """
         import random
 
         import numpy as np
 
-        key = [self.seed, self.epoch, index]
-        state = int(np.random.SeedSequence(key).generate_state(1)[0])
+        seeds = self.sample_seeds()
         py_state, np_state = random.getstate(), np.random.get_state()
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(state)
-            random.seed(state)
-            np.random.seed(state)
             try:
-                return self.views[index]
+                out = []
+                for index in indices:
+                    state = seeds[index]
+                    # The CPU generator only (views run on the CPU): torch.manual_seed
+                    # would also queue a CUDA seed, and with CUDA not initialised that
+                    # formats a stack trace on every call (~2 ms per sample).
+                    torch.default_generator.manual_seed(state)
+                    random.seed(state)
+                    np.random.seed(state)
+                    out.append(self.views[index])
+                return out
             finally:
                 random.setstate(py_state)
                 np.random.set_state(np_state)

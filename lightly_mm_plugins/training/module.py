@@ -55,14 +55,21 @@ def step_seed(seed: int, epoch: int, batch_idx: int) -> int:
 
 
 def _seed_generators(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's (CPU and CUDA) global generators."""
+    """Seed Python's, NumPy's and torch's (CPU and CUDA) global generators.
+
+    CUDA's generators are seeded only once CUDA is initialised (a GPU run has
+    moved the model there before its first step): ``torch.manual_seed`` would
+    otherwise queue a lazy CUDA seed and format a stack trace each call.
+    """
     import random
 
     import numpy as np
 
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)
+    torch.default_generator.manual_seed(seed)
+    if torch.cuda.is_initialized():
+        torch.cuda.manual_seed_all(seed)
 
 
 class MultimodalModule(pl.LightningModule):
@@ -76,6 +83,13 @@ class MultimodalModule(pl.LightningModule):
         lr, weight_decay, warmup_epochs: AdamW with linear warm-up then cosine.
         embed_loader_fn: Callable returning a DataLoader over the training set
             with the evaluation view (used at stage boundaries).
+        seed: Seed of the per-step random generators (see :func:`step_seed`).
+        diagnostics_every_n_steps: Log the objective's diagnostics
+            (``ObjectiveOutput.logs``, the per-stage loss, the auxiliary loss)
+            at every this many-th batch of an epoch, as epoch means of those
+            batches; the training loss at every batch. Each
+            ``self.log`` call costs Lightning about a millisecond of Python on a
+            CPU, so logging everything every step slowed small models' steps.
     """
 
     def __init__(
@@ -89,9 +103,15 @@ class MultimodalModule(pl.LightningModule):
         warmup_epochs: float = 0.5,
         embed_loader_fn: Any = None,
         seed: int = 0,
+        diagnostics_every_n_steps: int = 10,
     ) -> None:
         super().__init__()
+        if diagnostics_every_n_steps < 1:
+            raise ValueError(
+                f"diagnostics_every_n_steps must be >= 1, got {diagnostics_every_n_steps}"
+            )
         self.seed = seed
+        self.diagnostics_every_n_steps = int(diagnostics_every_n_steps)
         self.encoders = nn.ModuleDict(dict(encoders))
         self.objective = objective
         self.scheduler = scheduler
@@ -264,16 +284,21 @@ class MultimodalModule(pl.LightningModule):
                 "lower the learning rate or use --precision 32"
             )
         n = batch.batch_size
+        diagnostics = batch_idx % self.diagnostics_every_n_steps == 0
         self.log("train_loss", loss, prog_bar=True, sync_dist=True, batch_size=n)
-        self.log(f"stage{self.current_stage}/train_loss", loss, sync_dist=True, batch_size=n)
-        for key, value in output.logs.items():
-            self.log(f"train/{key}", value.detach().float(), sync_dist=True, batch_size=n)
+        if diagnostics:
+            # Epoch means over the sampled batches: logged at some steps only, an
+            # on-step value would be repeated by Lightning at the steps in between.
+            kw: dict[str, Any] = dict(on_step=False, on_epoch=True, sync_dist=True, batch_size=n)
+            self.log(f"stage{self.current_stage}/train_loss", loss, **kw)
+            for key, value in output.logs.items():
+                self.log(f"train/{key}", value.detach().float(), **kw)
         if self.automatic_optimization:
             return loss
-        self._manual_step(loss, encoded)
+        self._manual_step(loss, encoded, diagnostics)
         return None
 
-    def _manual_step(self, loss: Tensor, encoded: EncodedBatch) -> None:
+    def _manual_step(self, loss: Tensor, encoded: EncodedBatch, diagnostics: bool) -> None:
         opt_main, opt_aux = self.optimizers()  # type: ignore[misc,attr-defined]
         sched = self.lr_schedulers()
         opt_main.zero_grad()
@@ -289,7 +314,14 @@ class MultimodalModule(pl.LightningModule):
             aux = self.objective.auxiliary_loss(detached)
             self.manual_backward(aux)
             opt_aux.step()
-        self.log("train/auxiliary_loss", aux.detach(), batch_size=encoded.batch_size)
+        if diagnostics:
+            self.log(
+                "train/auxiliary_loss",
+                aux.detach(),
+                on_step=False,
+                on_epoch=True,
+                batch_size=encoded.batch_size,
+            )
 
     def configure_optimizers(self) -> Any:
         aux_ids = {id(p) for p in self.aux_params}

@@ -255,12 +255,12 @@ class CCTObjective(Objective):
                 groups[-self.queue_size :],
             )
         b = keys.shape[0]
-        ptr = int(self.queue_ptr)
-        rows = (torch.arange(b, device=self.queue.device) + ptr) % self.queue_size
+        # The pointer stays on the device: no host-device sync per step.
+        rows = (torch.arange(b, device=self.queue.device) + self.queue_ptr) % self.queue_size
         self.queue[rows] = keys.to(self.queue)
         self.queue_ids[rows] = ids.to(self.queue_ids.device)
         self.queue_groups[rows] = groups.to(self.queue_groups.device)
-        self.queue_ptr[0] = (ptr + b) % self.queue_size
+        self.queue_ptr.add_(b).remainder_(self.queue_size)
 
     def _keys_to_enqueue(
         self, keys: Tensor, mask: Tensor, batch: EncodedBatch

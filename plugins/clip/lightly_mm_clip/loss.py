@@ -66,7 +66,16 @@ class CLIPLoss(nn.Module):
 
     @property
     def temperature(self) -> float:
-        return float(1.0 / self.log_scale.detach().exp().clamp(max=100.0))
+        """The current temperature ``tau`` (after the clamp ``1/tau <= 100``)."""
+        return float(self.temperature_tensor())
+
+    def temperature_tensor(self) -> Tensor:
+        """The current temperature as a detached 0-d tensor on the loss's device.
+
+        Logging it every step needs no host-device synchronisation (the
+        :attr:`temperature` float does).
+        """
+        return 1.0 / self.log_scale.detach().exp().clamp(max=100.0)
 
     def forward(self, out0: Tensor, out1: Tensor, pseudo_labels: Tensor | None = None) -> Tensor:
         scale = self.log_scale.exp().clamp(max=100.0)

@@ -153,3 +153,19 @@ def test_objective_passes_chunk_size_and_rejects_a_bad_one():
     torch.testing.assert_close(obj(batch).loss, dense(batch).loss, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="chunk_size"):
         CLIPLoss(chunk_size=0)
+
+
+def test_temperature_is_logged_as_a_tensor_without_host_sync():
+    """The objective logs ``temperature_tensor()`` (a 0-d tensor), equal to the float."""
+    import torch
+    from lightly_mm_clip import CLIPObjective
+
+    from lightly_mm_plugins.api import EncodedBatch
+
+    obj = CLIPObjective({"image": 6, "text": 4}, projection_dim=3, temperature=0.2)
+    out = obj(EncodedBatch.from_tensors({"image": torch.randn(4, 6), "text": torch.randn(4, 4)}))
+    logged = out.logs["temperature"]
+    assert isinstance(logged, torch.Tensor) and logged.dim() == 0
+    assert not logged.requires_grad
+    assert abs(float(logged) - obj.loss_fn.temperature) < 1e-7
+    assert abs(obj.loss_fn.temperature - 0.2) < 1e-6

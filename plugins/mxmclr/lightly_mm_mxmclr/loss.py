@@ -409,6 +409,14 @@ class MXMCLRLoss(nn.Module):
             return 1.0 / self._fixed_scale
         return float(1.0 / self.log_scale.detach().exp().clamp(max=MAX_LOGIT_SCALE))
 
+    def temperature_tensor(self, like: Tensor) -> Tensor:
+        """The current temperature as a detached 0-d tensor on ``like``'s device and
+        dtype; logging it every step needs no host-device synchronisation."""
+        if self.log_scale is None:
+            return like.new_full((), 1.0 / self._fixed_scale)
+        scale = self.log_scale.detach().exp().clamp(max=MAX_LOGIT_SCALE)
+        return (1.0 / scale).to(like.dtype)
+
     def _scale(self) -> Tensor | float:
         if self.log_scale is None:
             return self._fixed_scale

@@ -115,6 +115,6 @@ class MXMCLRObjective(Objective):
             logs={
                 "loss_hard": terms.hard.detach(),
                 "loss_soft": terms.soft.detach(),
-                "temperature": terms.loss.new_tensor(self.loss_fn.temperature),
+                "temperature": self.loss_fn.temperature_tensor(terms.loss),
             },
         )

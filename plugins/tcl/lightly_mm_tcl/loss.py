@@ -752,6 +752,11 @@ class TCLLoss(nn.Module):
         """Current temperature as a float (for logging)."""
         return float(self.temp.detach())
 
+    def temperature_tensor(self) -> Tensor:
+        """The current temperature as a detached 0-d tensor (a copy: the optimizer
+        changes the parameter in place); logging it needs no host sync."""
+        return self.temp.detach().clone()
+
     def active(self, term: str) -> bool:
         """Whether ``term`` (``cross_modal``, ``intra_modal``, ``local``) has weight > 0."""
         return self.weights[term] > 0

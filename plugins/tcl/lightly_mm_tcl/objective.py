@@ -384,8 +384,8 @@ class TCLObjective(Objective):
                     self._queue(b).enqueue(F.normalize(kb, dim=1), batch.instance_ids)
                 self.num_steps.add_(1)
         logs = {f"loss_{k}": v.detach() for k, v in terms.items()}
-        logs["temperature"] = loss.new_tensor(self.loss_fn.temperature)
-        logs["alpha"] = loss.new_tensor(alpha)
+        logs["temperature"] = self.loss_fn.temperature_tensor().to(loss.dtype)
+        logs["alpha"] = loss.new_full((), alpha)
         return ObjectiveOutput(loss=loss, logs=logs)
 
 

@@ -92,11 +92,11 @@ class FeatureQueue(nn.Module):
             features = features[-self.size :]
             ids = ids[-self.size :]
         n = features.shape[0]
-        ptr = int(self.ptr)
-        rows = (torch.arange(n, device=self.features.device) + ptr) % self.size
+        # The pointer stays on the device: no host-device sync per step.
+        rows = (torch.arange(n, device=self.features.device) + self.ptr) % self.size
         self.features[rows] = features.to(self.features.dtype)
         self.ids[rows] = ids.to(self.ids.device, torch.long)
-        self.ptr[0] = (ptr + n) % self.size
+        self.ptr.add_(n).remainder_(self.size)
 
     def extra_repr(self) -> str:
         return f"size={self.size}, dim={self.dim}"
