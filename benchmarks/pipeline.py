@@ -149,11 +149,18 @@ def _hand_written_module() -> Any:
     return HandWrittenCLIP
 
 
-def _hand_written_data(train_set: Any, kinds: dict[str, str], image_size: int) -> Any:
+def _hand_written_data(
+    train_set: Any, kinds: dict[str, str], image_size: int, seed: int, seeded: bool
+) -> Any:
     """Dataset + batch sampler of the baseline: one random observation per modality,
-    images through the same torchvision v2 augmentation as the ``clip`` view."""
+    images through the same torchvision v2 augmentation as the ``clip`` view.
+
+    ``seeded``: before each sample, seed Python's, NumPy's and torch's CPU generators
+    from ``(seed, epoch, index)`` as the host does (the augmentation of a sample then
+    does not depend on where a run resumed), without the host's save/restore."""
     import random
 
+    import numpy as np
     import torch
     from torch.utils.data import Dataset
     from torchvision.transforms import v2
@@ -174,10 +181,18 @@ def _hand_written_data(train_set: Any, kinds: dict[str, str], image_size: int) -
     samples = [train_set[i].observations for i in range(len(train_set))]
 
     class Pairs(Dataset[Any]):
+        def __init__(self) -> None:
+            self.seeds: list[int] = []  # this epoch's per-sample seeds (hand-seeded)
+
         def __len__(self) -> int:
             return len(samples)
 
         def __getitem__(self, index: int) -> tuple[Any, Any]:
+            if seeded:
+                s = self.seeds[index]
+                random.seed(s)
+                np.random.seed(s)
+                torch.default_generator.manual_seed(s)
             out = []
             for m in names:
                 obs = random.choice(samples[index][m])
@@ -187,6 +202,8 @@ def _hand_written_data(train_set: Any, kinds: dict[str, str], image_size: int) -
                     obs = torch.as_tensor(obs, dtype=torch.float32)
                 out.append(obs)
             return out[0], out[1]
+
+    dataset = Pairs()
 
     class ShuffledBatches:
         """Equal-size shuffled batches, a new permutation per epoch (seed*100003+epoch),
@@ -201,11 +218,14 @@ def _hand_written_data(train_set: Any, kinds: dict[str, str], image_size: int) -
         def __iter__(self) -> Any:
             g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
             order = torch.randperm(self.n, generator=g).tolist()
+            if seeded:
+                sequence = np.random.SeedSequence([self.seed, self.epoch, 0x5EED])
+                dataset.seeds = sequence.generate_state(self.n).tolist()
             self.epoch += 1
             for b in range(len(self)):
                 yield order[b * self.batch_size : (b + 1) * self.batch_size]
 
-    return Pairs(), ShuffledBatches
+    return dataset, ShuffledBatches
 
 
 def _step_timer(device: str) -> Any:
@@ -325,7 +345,8 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
             total_steps=total_steps,
         )
         image_size = int(getattr(dm.train_set, "default_image_size", 32))
-        dataset, batches = _hand_written_data(dm.train_set, kinds, image_size)
+        seeded = cfg["impl"] == "hand-seeded"
+        dataset, batches = _hand_written_data(dm.train_set, kinds, image_size, seed, seeded)
         loader = DataLoader(
             dataset, batch_sampler=batches(len(dataset), cfg["batch_size"], seed), num_workers=0
         )
@@ -392,10 +413,11 @@ def measure_training(args: argparse.Namespace) -> list[dict[str, Any]]:
             "precision": args.precision,
             "cache_dir": str(cache_dir),
         }
-        runs: dict[str, list[dict[str, Any]]] = {"host": [], "hand": []}
+        impls = ["host", *args.baselines]
+        runs: dict[str, list[dict[str, Any]]] = {impl: [] for impl in impls}
         for r in range(args.repeats):
-            order = ("host", "hand") if r % 2 == 0 else ("hand", "host")
-            for impl in order:
+            order = impls[r % len(impls) :] + impls[: r % len(impls)]
+            for impl in order if r % 2 == 0 else reversed(order):
                 log(f"{workload}: {impl} run {r + 1}/{args.repeats}")
                 profile = args.profile and r == 0
                 res = _worker({**base, "impl": impl, "profile": profile}, args.worker_timeout)
@@ -403,28 +425,31 @@ def measure_training(args: argparse.Namespace) -> list[dict[str, Any]]:
                 log(f"  {res['samples_per_s']:.0f} samples/s")
                 runs[impl].append(res)
         host = [x["samples_per_s"] for x in runs["host"]]
-        hand = [x["samples_per_s"] for x in runs["hand"]]
         same_batches = WORKLOADS[workload]["data"] != "default"
-        loss_diff = None
-        if same_batches:
-            loss_diff = max(
-                abs(a - b)
-                for h, w in zip(runs["host"], runs["hand"])
-                for a, b in zip(h["losses"][:LOSS_CHECK_STEPS], w["losses"][:LOSS_CHECK_STEPS])
+        for baseline in args.baselines:
+            other = [x["samples_per_s"] for x in runs[baseline]]
+            loss_diff = None
+            if same_batches:
+                k = LOSS_CHECK_STEPS
+                loss_diff = max(
+                    abs(a - b)
+                    for h, w in zip(runs["host"], runs[baseline])
+                    for a, b in zip(h["losses"][:k], w["losses"][:k])
+                )
+            rows.append(
+                {
+                    "workload": workload,
+                    "baseline": baseline,
+                    "steps": steps,
+                    "batch_size": args.batch_size,
+                    "host": host,
+                    "baseline_samples_per_s": other,
+                    "ratio": statistics.median(host) / statistics.median(other),
+                    "pair_ratios": [h / w for h, w in zip(host, other)],
+                    "loss_diff": loss_diff,
+                    "steps_per_epoch": runs["host"][0]["steps_per_epoch"],
+                }
             )
-        rows.append(
-            {
-                "workload": workload,
-                "steps": steps,
-                "batch_size": args.batch_size,
-                "host": host,
-                "hand": hand,
-                "ratio": statistics.median(host) / statistics.median(hand),
-                "pair_ratios": [h / w for h, w in zip(host, hand)],
-                "loss_diff": loss_diff,
-                "steps_per_epoch": runs["host"][0]["steps_per_epoch"],
-            }
-        )
     return rows
 
 
@@ -544,16 +569,20 @@ def render(
             "",
             f"Samples per second over the timed steps after {args.warmup} warm-up steps "
             f"(batch size {args.batch_size}), median of {args.repeats} runs per implementation, "
-            "each in a fresh process, interleaved. `host / hand` is the ratio of the medians "
-            "(target ≥ 0.95); `per pair` the ratios of the runs taken next to each other.",
+            "each in a fresh process, interleaved. Baselines: `hand` is the hand-written "
+            "LightningModule and data set; `hand-seeded` the same, seeding the random "
+            "generators per sample from (seed, epoch, index) as the host does (so that a "
+            "resumed run sees the same augmentations). `host / baseline` is the ratio of the "
+            "medians (target ≥ 0.95); `per pair` the ratios of runs taken next to each other.",
             "",
-            "| workload | timed steps | host samples/s | hand-written samples/s | host / hand "
-            "| per pair | host ms/step | hand ms/step | max loss difference, first steps "
-            "| target |",
-            "|---|---:|---:|---:|---:|---|---:|---:|---:|---|",
+            "| workload | baseline | timed steps | host samples/s | baseline samples/s "
+            "| host / baseline | per pair | host ms/step | baseline ms/step "
+            "| max loss difference, first steps | target |",
+            "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---|",
         ]
         for row in training:
-            host, hand = statistics.median(row["host"]), statistics.median(row["hand"])
+            host = statistics.median(row["host"])
+            hand = statistics.median(row["baseline_samples_per_s"])
             pairs = " / ".join(f"{x:.2f}" for x in row["pair_ratios"])
             diff = (
                 "n/a (random augmentations)"
@@ -561,7 +590,8 @@ def render(
                 else f"{row['loss_diff']:.1e}"
             )
             lines.append(
-                f"| {row['workload']} | {row['steps']} | {host:,.0f} | {hand:,.0f} "
+                f"| {row['workload']} | {row['baseline']} | {row['steps']} | {host:,.0f} "
+                f"| {hand:,.0f} "
                 f"| {row['ratio']:.3f} | {pairs} "
                 f"| {1000 * args.batch_size / host:.1f} | {1000 * args.batch_size / hand:.1f} "
                 f"| {diff} | {_verdict(row['ratio'] >= 0.95)} |"
@@ -603,6 +633,11 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--workloads", default="vectors,digits", help="comma-separated: vectors, digits")
+    p.add_argument(
+        "--baselines",
+        default="hand,hand-seeded",
+        help="comma-separated: hand (plain hand-written), hand-seeded (+ per-sample seeding)",
+    )
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument(
         "--steps",
@@ -649,6 +684,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [w for w in args.workloads if w not in WORKLOADS]
     if unknown:
         raise SystemExit(f"unknown workload(s) {unknown}; choose from {sorted(WORKLOADS)}")
+    args.baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
+    bad = [b for b in args.baselines if b not in ("hand", "hand-seeded")]
+    if bad or not args.baselines:
+        raise SystemExit(f"unknown --baselines {bad}; choose from hand, hand-seeded")
     if args.quick:
         args.workloads, args.steps, args.warmup, args.repeats = ["vectors"], 3, 1, 1
         args.batch_size, args.startup_repeats, args.no_write = 32, 1, True
