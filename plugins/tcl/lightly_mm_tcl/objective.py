@@ -90,6 +90,9 @@ class TCLObjective(Objective):
             candidates, and LMI's mean runs over all ranks' samples, so two
             ranks give exactly the loss and (DDP-averaged) gradients of one
             process on the whole batch. The queue is all-gathered either way.
+        local_chunk_size: ``None``: dense local-MI scores; an int: stream LMI's
+            ``(N, N*L)`` scores in row blocks of this size (memory linear in the
+            batch, same values and gradients; see :class:`TCLLoss`).
 
     ``batch.pseudo_labels`` (``requirements.pseudo_labels``, e.g. MCL's stage
     scheduler): the negatives of CMA and IMC are restricted to the anchor's
@@ -141,6 +144,7 @@ class TCLObjective(Objective):
         local_pool_grid: int | None = 4,
         instance_positives: bool = True,
         gather_distributed: bool = False,
+        local_chunk_size: int | None = None,
     ) -> None:
         super().__init__(embedding_dims, modalities)
         if not 0.0 <= momentum <= 1.0:
@@ -216,6 +220,7 @@ class TCLObjective(Objective):
                 local_pool_grid if m in self.image_modalities else None for m in self.pair
             ),
             gather_distributed=gather_distributed,
+            local_chunk_size=local_chunk_size,
         )
 
     # ------------------------------------------------------------------ alpha

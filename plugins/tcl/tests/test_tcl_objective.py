@@ -340,3 +340,30 @@ def test_pseudo_labels_restrict_negatives_and_bypass_the_queue() -> None:
     assert torch.equal(grouped["loss_local"], base["loss_local"])
     with pytest.raises(ValueError, match="pseudo_labels must have shape"):
         no_queue(batch.replace(pseudo_labels=torch.zeros(3, dtype=torch.long)))
+
+
+def test_local_chunk_size_streams_lmi_with_the_same_loss_and_gradients() -> None:
+    """``TCLObjective(local_chunk_size=k)`` reaches ``TCLLoss``: same loss and gradients
+    as the dense local-MI path (float64), and a bad size is refused."""
+    torch.manual_seed(0)
+    dense = TCLObjective(DIMS, embed_dim=6, queue_size=8, local_pool_grid=2).double().eval()
+    chunked = TCLObjective(
+        DIMS, embed_dim=6, queue_size=8, local_pool_grid=2, local_chunk_size=2
+    ).double()
+    chunked.load_state_dict(dense.state_dict())
+    chunked.eval()
+    batch = make_batch(5)
+    batch = batch.replace(
+        embeddings={k: v.double() for k, v in batch.embeddings.items()},
+        momentum={k: v.double() for k, v in batch.momentum.items()},
+        momentum_local={k: v.double() for k, v in batch.momentum_local.items()},
+    )
+    out_dense, out_chunked = dense(batch), chunked(batch)
+    torch.testing.assert_close(out_chunked.loss, out_dense.loss, rtol=1e-10, atol=1e-10)
+    out_dense.loss.backward()
+    out_chunked.loss.backward()
+    for (name, p), q in zip(dense.named_parameters(), chunked.parameters()):
+        if p.grad is not None:
+            torch.testing.assert_close(q.grad, p.grad, rtol=1e-9, atol=1e-10, msg=name)
+    with pytest.raises(ValueError, match="chunk_size"):
+        TCLObjective(DIMS, local_chunk_size=0)
