@@ -287,7 +287,11 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     seed = 0
     pl.seed_everything(seed, workers=True, verbose=False)
     train_cfg = TrainConfig(
-        method="clip", batch_size=cfg["batch_size"], seed=seed, **WORKLOADS[cfg["workload"]]
+        method="clip",
+        batch_size=cfg["batch_size"],
+        seed=seed,
+        num_workers=cfg["num_workers"],
+        **WORKLOADS[cfg["workload"]],
     )
     parts = build_components(train_cfg)
     module, dm = parts["module"], parts["datamodule"]
@@ -348,7 +352,9 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
         seeded = cfg["impl"] == "hand-seeded"
         dataset, batches = _hand_written_data(dm.train_set, kinds, image_size, seed, seeded)
         loader = DataLoader(
-            dataset, batch_sampler=batches(len(dataset), cfg["batch_size"], seed), num_workers=0
+            dataset,
+            batch_sampler=batches(len(dataset), cfg["batch_size"], seed),
+            num_workers=cfg["num_workers"],
         )
         del module
         if profiler:
@@ -412,6 +418,7 @@ def measure_training(args: argparse.Namespace) -> list[dict[str, Any]]:
             "device": args.device,
             "precision": args.precision,
             "cache_dir": str(cache_dir),
+            "num_workers": args.num_workers,
         }
         impls = ["host", *args.baselines]
         runs: dict[str, list[dict[str, Any]]] = {impl: [] for impl in impls}
@@ -580,7 +587,8 @@ def render(
         f"- machine: {machine()}",
         f"- software: {versions()}, commit {git_commit()}",
         f"- date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- device {args.device}, precision {args.precision}, {args.threads} torch thread(s)",
+        f"- device {args.device}, precision {args.precision}, {args.threads} torch thread(s), "
+        f"{args.num_workers} DataLoader worker(s)",
         "",
     ]
     if training:
@@ -684,6 +692,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5, help="runs per implementation")
     p.add_argument("--startup-repeats", type=int, default=20)
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument(
+        "--num-workers",
+        type=int,
+        default=0,
+        help="DataLoader workers of every implementation (lightly-mm train's default: 0)",
+    )
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument(
         "--precision", default=None, help="Lightning precision (cpu: 32-true, cuda: bf16-mixed)"
@@ -723,6 +737,8 @@ def main(argv: list[str] | None = None) -> int:
     bad = [b for b in args.baselines if b not in ("hand", "hand-seeded")]
     if bad or not args.baselines:
         raise SystemExit(f"unknown --baselines {bad}; choose from hand, hand-seeded")
+    if args.num_workers and "hand-seeded" in args.baselines:
+        raise SystemExit("--num-workers > 0 works with --baselines hand only")
     if args.quick:
         args.workloads, args.steps, args.warmup, args.repeats = ["vectors"], 3, 1, 1
         args.batch_size, args.startup_repeats, args.no_write = 32, 1, True
