@@ -583,7 +583,7 @@ def render(
     lines = [
         "# Pipeline overhead: host vs hand-written Lightning module",
         "",
-        f"- command: `python benchmarks/pipeline.py {shlex.join(argv)}`".rstrip(),
+        f"- command: `{' '.join(['python benchmarks/pipeline.py', shlex.join(argv)]).strip()}`",
         f"- machine: {machine()}",
         f"- software: {versions()}, commit {git_commit()}",
         f"- date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
