@@ -60,36 +60,33 @@ __all__ = [
 ]
 
 
-def list_names(kind: str) -> list[str]:
-    """Registered names of ``kind`` (views, objectives, heads, stage_schedulers)."""
+def _host() -> PluginHost:
+    """The process-wide host (imported here, not at package import)."""
     from .manager import get_host
 
-    return get_host().registry(kind).names()
+    return get_host()
+
+
+def list_names(kind: str) -> list[str]:
+    """Registered names of ``kind`` (views, objectives, heads, stage_schedulers)."""
+    return _host().registry(kind).names()
 
 
 def create_objective(name: str, /, **kwargs: Any) -> Any:
     """Build the objective registered as ``name`` (see :class:`api.Objective`)."""
-    from .manager import get_host
-
-    return get_host().create("objectives", name, **kwargs)
+    return _host().create("objectives", name, **kwargs)
 
 
 def create_view(name: str, /, **kwargs: Any) -> Any:
     """Build the view registered as ``name``."""
-    from .manager import get_host
-
-    return get_host().create("views", name, **kwargs)
+    return _host().create("views", name, **kwargs)
 
 
 def create_head(name: str, /, **kwargs: Any) -> Any:
     """Build the head registered as ``name``."""
-    from .manager import get_host
-
-    return get_host().create("heads", name, **kwargs)
+    return _host().create("heads", name, **kwargs)
 
 
 def create_stage_scheduler(name: str, /, **kwargs: Any) -> Any:
     """Build the stage scheduler registered as ``name``."""
-    from .manager import get_host
-
-    return get_host().create("stage_schedulers", name, **kwargs)
+    return _host().create("stage_schedulers", name, **kwargs)

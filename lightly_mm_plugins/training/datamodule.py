@@ -162,6 +162,21 @@ class ResumableDataLoader(DataLoader):
         self.skipper.skip = done
 
 
+def seed_cpu_generators(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's CPU global generators.
+
+    The CPU generator only: ``torch.manual_seed`` also seeds CUDA, and with CUDA not
+    initialised that queues a lazy call that formats a stack trace every time (~2 ms).
+    """
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.default_generator.manual_seed(seed)
+
+
 class SeededViews(Dataset[Any]):
     """Training views whose random draws depend only on ``(seed, epoch, index)``.
 
@@ -206,13 +221,7 @@ class SeededViews(Dataset[Any]):
             try:
                 out = []
                 for index in indices:
-                    state = seeds[index]
-                    # The CPU generator only (views run on the CPU): torch.manual_seed
-                    # would also queue a CUDA seed, and with CUDA not initialised that
-                    # formats a stack trace on every call (~2 ms per sample).
-                    torch.default_generator.manual_seed(state)
-                    random.seed(state)
-                    np.random.seed(state)
+                    seed_cpu_generators(seeds[index])  # views run on the CPU
                     out.append(self.views[index])
                 return out
             finally:

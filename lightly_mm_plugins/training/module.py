@@ -45,6 +45,7 @@ from ..api import (
     StageContext,
     StageScheduler,
 )
+from .datamodule import seed_cpu_generators
 
 
 def step_seed(seed: int, epoch: int, batch_idx: int) -> int:
@@ -61,13 +62,7 @@ def _seed_generators(seed: int) -> None:
     moved the model there before its first step): ``torch.manual_seed`` would
     otherwise queue a lazy CUDA seed and format a stack trace each call.
     """
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.default_generator.manual_seed(seed)
+    seed_cpu_generators(seed)
     if torch.cuda.is_initialized():
         torch.cuda.manual_seed_all(seed)
 

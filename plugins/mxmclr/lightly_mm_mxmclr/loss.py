@@ -407,7 +407,7 @@ class MXMCLRLoss(nn.Module):
         """The current temperature ``τ`` (after the clamp ``1/τ ≤ 100``)."""
         if self.log_scale is None:
             return 1.0 / self._fixed_scale
-        return float(1.0 / self.log_scale.detach().exp().clamp(max=MAX_LOGIT_SCALE))
+        return float(self.temperature_tensor(self.log_scale))
 
     def temperature_tensor(self, like: Tensor) -> Tensor:
         """The current temperature as a detached 0-d tensor on ``like``'s device and
