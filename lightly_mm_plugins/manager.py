@@ -1,10 +1,15 @@
 """Plugin discovery, selection and failure isolation.
 
 :class:`PluginHost` finds plugins through the entry-point group
-``lightly_mm_plugins`` and loads them one at a time (never pluggy's
-``load_setuptools_entrypoints``, whose first failing import takes the host
-down and which silently drops duplicate names). Loading is lazy: nothing is
-imported until a registry is first used.
+``lightly_mm_plugins`` (``importlib.metadata.entry_points(group=...)``) and
+loads them one at a time (never pluggy's ``load_setuptools_entrypoints``, whose
+first failing import takes the host down and which silently drops duplicate
+names). Loading is lazy: nothing is imported until a registry is first used.
+Pluggy calls the hooks, one plugin at a time
+(:meth:`pluggy.PluginManager.subset_hook_caller`), so that each plugin's
+``register`` is bound to it and a plugin whose hook raises loses all its
+registrations without affecting the others. ``LIGHTLY_MM_TRACE_PLUGINS=1``
+turns on pluggy's tracing (every hook call and registration, on stderr).
 
 Selection, applied before anything is imported (names are distribution or
 entry-point names, compared after PEP 503 normalisation):
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -36,7 +42,6 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from . import hookspecs
-from .entry_points import entry_points
 from .errors import PluginError
 from .registry import KINDS, Entry, Registry, validate_name
 
@@ -52,7 +57,10 @@ BUILTIN_NAME = "lightly-mm-plugins (built-in)"
 
 
 def normalize_dist(name: str) -> str:
-    """PEP 503 normalisation: ``Lightly_MM.clip`` -> ``lightly-mm-clip``."""
+    """PEP 503 normalisation: ``Lightly_MM.clip`` -> ``lightly-mm-clip``.
+
+    The one name normaliser of plugin selection (distribution and entry-point names).
+    """
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
@@ -130,6 +138,11 @@ class PluginHost:
         self._autoload = autoload
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
+        #: pluggy's tracer for registrations (writes only when tracing is on).
+        self._trace = self.pm.trace.root.get("register")
+        if _env_flag(ENV_TRACE):
+            self.pm.trace.root.setwriter(sys.stderr.write)
+            self.pm.enable_tracing()
         self._plugins: dict[str, PluginInfo] = {}
         self._failures: list[PluginFailure] = []
         self._registries: dict[str, Registry] = {}
@@ -145,11 +158,12 @@ class PluginHost:
             self._register_builtin()
             if not self._autoload:
                 return
-            eps = (
-                list(self._entry_points)
-                if self._entry_points is not None
-                else entry_points(hookspecs.ENTRY_POINT_GROUP)
-            )
+            if self._entry_points is not None:
+                eps = list(self._entry_points)
+            else:
+                from importlib.metadata import entry_points
+
+                eps = list(entry_points(group=hookspecs.ENTRY_POINT_GROUP))
             seen: set[str] = set()
             for ep in sorted(eps, key=lambda e: e.name):
                 self._load_entry_point(ep, seen)
@@ -309,27 +323,30 @@ class PluginHost:
         registries = {kind: Registry(kind, failure_hint=self._failure_hint) for kind in KINDS}
         failed: set[str] = set()
         for kind in KINDS:
-            hook = getattr(self.pm.hook, f"register_{kind}")
-            for impl in reversed(hook.get_hookimpls()):
+            hook_name = f"register_{kind}"
+            impls = getattr(self.pm.hook, hook_name).get_hookimpls()
+            for impl in reversed(impls):  # pluggy's call order: last registered first
                 info = self._plugins.get(impl.plugin_name)
                 if info is None or info.status == "failed" or info.name in failed:
                     continue
-                register = self._make_register(kind, registries[kind], info)
+                # This plugin's implementation alone, called by pluggy.
+                call = self.pm.subset_hook_caller(
+                    hook_name, [i.plugin for i in impls if i.plugin is not impl.plugin]
+                )
                 try:
-                    impl.function(**{a: register for a in impl.argnames if a == "register"})
+                    call(register=self._make_register(kind, registries[kind], info))
                 except Exception as exc:
                     failed.add(info.name)
                     for reg in registries.values():
                         reg.discard_plugin(info.name)
                     info.provides.clear()
                     self._registries = registries  # strict mode raises from _fail
-                    self._fail(info, f"register_{kind}", exc)
+                    self._fail(info, hook_name, exc)
         self._registries = registries
 
     def _make_register(
         self, kind: str, registry: Registry, info: PluginInfo
     ) -> Callable[..., None]:
-        trace = _env_flag(ENV_TRACE)
         own: set[str] = set()
 
         def register(
@@ -362,12 +379,7 @@ class PluginHost:
             )
             registry.add(entry)
             info.provides.setdefault(kind, []).append(key)
-            if trace:
-                import logging  # only when tracing: importing logging costs ~10 ms
-
-                logging.getLogger(__name__).warning(
-                    "lightly-mm: %s registered %s %r", info.distribution, kind, key
-                )
+            self._trace(info.distribution, kind, key)
 
         return register
 

@@ -220,12 +220,11 @@ def test_import_is_cheap_and_imports_no_plugin_or_torch():
 
 
 def test_plugin_modules_import_without_torch():
-    """Every shipped plugin's hook module registers without importing torch, and
-    discovery reads entry points without importing importlib.metadata (~50 ms)."""
+    """Every shipped plugin's hook module registers without importing torch (or logging)."""
     code = (
         "import sys, lightly_mm_plugins as l\n"
         "l.get_host().plugins()\n"
-        "print(sorted(m for m in ('torch', 'importlib.metadata', 'logging') if m in sys.modules))\n"
+        "print(sorted(m for m in ('torch', 'logging') if m in sys.modules))\n"
     )
     proc = _run(code)
     assert proc.returncode == 0, proc.stderr
