@@ -13,10 +13,12 @@ This module is the data contract between the host pipeline and plugins:
   :class:`ObjectiveOutput`. It *declares* what it needs through
   :class:`Requirements`; the pipeline never special-cases a method by name.
 * :class:`StageScheduler` says how many stages training has and what carries
-  from one stage into the next (MCL's pseudo labels, for instance).
+  from one stage into the next (MCL's pseudo labels, for instance); defined in
+  :mod:`lightly_mm_plugins.stages`, re-exported here.
 
-Only ``torch`` is imported here; ``import lightly_mm_plugins`` does not import
-this module until it is used.
+The batch checks behind ``Objective.validate_batch`` live in
+:mod:`lightly_mm_plugins.validation`. Only ``torch`` is imported here;
+``import lightly_mm_plugins`` does not import this module until it is used.
 
 Example:
     >>> import torch
@@ -31,12 +33,15 @@ Example:
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from .stages import SingleStageScheduler, StageContext, StagePlan, StageScheduler
+from .validation import validate_batch
 
 __all__ = [
     "DistributedKind",
@@ -61,7 +66,9 @@ MODALITY_KINDS: tuple[str, ...] = ("image", "text", "vector")
 class DistributedKind(str, enum.Enum):
     """How an objective behaves across ranks (names follow Lightly's 2.0 draft).
 
-    * ``RANK_LOCAL``: the per-rank value is valid; DDP gradient averaging is right.
+    * ``RANK_LOCAL``: each rank contrasts its own batch only; DDP gradient
+      averaging is right, but negatives come from one rank's batch (the host
+      says so when training on several devices).
     * ``GATHER_FOR_NEGATIVES``: embeddings of all ranks are gathered (with
       gradient, :func:`lightly.utils.dist.gather`) to serve as negatives.
     * ``GLOBAL_STATISTIC``: the value depends on statistics of the global batch.
@@ -336,224 +343,9 @@ class Objective(nn.Module):
         )
 
     def validate_batch(self, batch: EncodedBatch) -> None:
-        """Raise a ``ValueError`` naming the problem when ``batch`` cannot be used."""
+        """Raise a ``ValueError`` naming the problem when ``batch`` cannot be used
+        (see :func:`lightly_mm_plugins.validation.validate_batch`)."""
         validate_batch(self, batch)
-
-
-def validate_batch(objective: Objective, batch: EncodedBatch) -> None:
-    """Check a batch against an objective's declared modalities and requirements.
-
-    Raises a ``ValueError`` naming the field, the shapes and the fix. Shape and
-    dtype checks are free; the value checks (finite embeddings, at least one
-    valid observation per instance) are reduced to one boolean, so a good
-    batch costs a single host-device synchronisation.
-    """
-    name = type(objective).__name__
-    req = objective.requirements
-    ids = batch.instance_ids
-    if not isinstance(ids, Tensor) or ids.dim() != 1:
-        shape = tuple(ids.shape) if isinstance(ids, Tensor) else type(ids).__name__
-        raise ValueError(
-            f"{name}: instance_ids must be a 1-d tensor (one id per instance), got {shape}"
-        )
-    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
-        raise ValueError(
-            f"{name}: instance_ids must be an integer tensor (data-set indices), got {ids.dtype}"
-        )
-    n = batch.batch_size
-    if n < 2:
-        raise ValueError(
-            f"{name}: a contrastive batch needs at least 2 instances, got {n}. "
-            "Use a larger batch size (and drop_last=True)."
-        )
-    flags: list[tuple[str, Tensor, Tensor]] = []
-    for m in objective.modalities:
-        if m not in batch.embeddings:
-            raise ValueError(
-                f"{name}: modality {m!r} missing from the batch (has "
-                f"{sorted(batch.embeddings)}); the objective was built for modalities "
-                f"{list(objective.modalities)}. Check the view and the data set."
-            )
-        emb = batch.embeddings[m]
-        if emb.dim() != 3:
-            raise ValueError(
-                f"{name}: embeddings[{m!r}] must have shape (N={n}, V, D), got "
-                f"{tuple(emb.shape)}; use EncodedBatch.from_tensors for (N, D) tensors"
-            )
-        if emb.shape[0] != n:
-            raise ValueError(
-                f"{name}: embeddings[{m!r}] hold {emb.shape[0]} instances but instance_ids "
-                f"has {n} entries; give one id per instance"
-            )
-        expected = objective.embedding_dims.get(m)
-        if expected is not None and emb.shape[-1] != expected:
-            raise ValueError(
-                f"{name}: embeddings[{m!r}] have {emb.shape[-1]} features but the "
-                f"objective was built for {expected}; build it with the encoder's output "
-                f"size (embedding_dims={{{m!r}: {emb.shape[-1]}}})"
-            )
-        if emb.shape[1] < req.views_needed(m):
-            raise ValueError(
-                f"{name}: needs {req.views_needed(m)} views of {m!r}, got {emb.shape[1]}. "
-                "Use a view that produces them."
-            )
-        mask = batch.masks.get(m)
-        if mask is None:
-            raise ValueError(
-                f"{name}: batch.masks has no entry for {m!r}; every modality needs an (N, V) "
-                "bool validity mask (EncodedBatch.from_tensors makes all-valid ones)"
-            )
-        if tuple(mask.shape) != tuple(emb.shape[:2]):
-            raise ValueError(
-                f"{name}: masks[{m!r}] must have the shape (N, V) = {tuple(emb.shape[:2])} of "
-                f"embeddings[{m!r}], got {tuple(mask.shape)}"
-            )
-        if mask.dtype != torch.bool:
-            raise ValueError(
-                f"{name}: masks[{m!r}] must be a bool tensor (True = real observation), "
-                f"got {mask.dtype}"
-            )
-        flags.append((m, emb, mask))
-    for field_name, value in (("labels", batch.labels), ("pseudo_labels", batch.pseudo_labels)):
-        if value is not None and tuple(value.shape) != (n,):
-            raise ValueError(
-                f"{name}: {field_name} must have shape ({n},) (one per instance), got "
-                f"{tuple(value.shape)}"
-            )
-    if req.momentum:
-        if not batch.momentum:
-            raise ValueError(f"{name}: needs momentum embeddings (batch.momentum is empty)")
-        for m in objective.modalities:
-            mom = batch.momentum.get(m)
-            if mom is not None and mom.shape != batch.embeddings[m].shape:
-                raise ValueError(
-                    f"{name}: momentum[{m!r}] has shape {tuple(mom.shape)}, embeddings[{m!r}] "
-                    f"{tuple(batch.embeddings[m].shape)}; they must match"
-                )
-    if req.local_features and not batch.local:
-        raise ValueError(f"{name}: needs local features (batch.local is empty)")
-    if req.labels and batch.labels is None:
-        raise ValueError(f"{name}: needs labels; use a labelled data set")
-    # One synchronisation for all value checks; find the culprit only on failure.
-    checks = [torch.isfinite(emb).all() & mask.any(dim=1).all() for _, emb, mask in flags]
-    if checks and not bool(torch.stack(checks).all()):
-        for m, emb, mask in flags:
-            if not bool(torch.isfinite(emb).all()):
-                raise ValueError(
-                    f"{name}: embeddings[{m!r}] contain NaN or Inf; check the encoder "
-                    "(learning rate, mixed precision) and the input data."
-                )
-            if not bool(mask.any(dim=1).all()):
-                empty = (~mask.any(dim=1)).nonzero().flatten()[:5].tolist()
-                raise ValueError(
-                    f"{name}: masks[{m!r}] mark every observation of some instances as padding "
-                    f"(rows {empty}); each instance needs at least one real observation of "
-                    "every modality. Check the collation and the data set."
-                )
-
-
-# --------------------------------------------------------------------------
-# Stage schedulers
-# --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StagePlan:
-    """What one stage trains.
-
-    Attributes:
-        epochs: Epochs in this stage.
-        reinit_from_stage0: Start the stage's encoders from the weights at the
-            end of stage 0 (True; MCL trains every later stage from the stage-0
-            model) or continue from the previous stage (False).
-        freeze: Modality names whose encoders are frozen in this stage.
-    """
-
-    epochs: int
-    reinit_from_stage0: bool = False
-    freeze: tuple[str, ...] = ()
-
-
-@dataclass
-class StageContext:
-    """What the pipeline offers a scheduler at a stage boundary.
-
-    Attributes:
-        stage: Index of the stage that just ended.
-        embed_training_set: Callable returning ``(features, instance_ids)`` for
-            the whole training set with the current model (eval view, batched,
-            on the training device, with a progress bar): features ``(M, D)``.
-        device: The training device.
-    """
-
-    stage: int
-    embed_training_set: Callable[[], tuple[Tensor, Tensor]]
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-
-
-class StageScheduler:
-    """How many stages training has and what carries over between them.
-
-    The default (:class:`SingleStageScheduler`) has one stage. A scheduler is
-    built as ``factory(epochs=<user epochs>, **user_kwargs)``. Its state (e.g.
-    cluster labels) is saved in checkpoints through :meth:`state_dict`.
-    """
-
-    def num_stages(self) -> int:
-        raise NotImplementedError
-
-    def plan(self, stage: int) -> StagePlan:
-        raise NotImplementedError
-
-    def on_stage_end(self, context: StageContext) -> None:
-        """Called after stage ``context.stage`` finished (not after the last)."""
-
-    def pseudo_labels(self, stage: int, instance_ids: Tensor) -> Tensor | None:
-        """Pseudo labels ``(N,)`` of the batch's instances in ``stage``, or None."""
-        return None
-
-    def batch_sampler(
-        self,
-        stage: int,
-        instance_ids: Tensor,
-        batch_size: int,
-        world_size: int,
-        rank: int,
-        seed: int,
-        epoch: int,
-    ) -> Sequence[list[int]] | None:
-        """Optional: the batches (lists of dataset indices) of this rank for one epoch.
-
-        ``instance_ids[i]`` is the instance id of dataset index ``i``. Return
-        None to use the ordinary shuffled loader (MCL returns batches drawn
-        from one pseudo-label group each).
-        """
-        return None
-
-    def combine(self, stage_features: Sequence[Tensor]) -> Tensor:
-        """The final representation from each stage's features ``(N, D_s)``."""
-        return stage_features[-1]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        return None
-
-
-class SingleStageScheduler(StageScheduler):
-    """One stage of ``epochs`` epochs: ordinary training."""
-
-    def __init__(self, epochs: int = 1) -> None:
-        if epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {epochs}")
-        self.epochs = epochs
-
-    def num_stages(self) -> int:
-        return 1
-
-    def plan(self, stage: int) -> StagePlan:
-        return StagePlan(epochs=self.epochs)
 
 
 # --------------------------------------------------------------------------

@@ -16,7 +16,7 @@ def register_heads(register: Register) -> None:
 def register_stage_schedulers(register: Register) -> None:
     register(
         "single",
-        "lightly_mm_plugins.api:SingleStageScheduler",
+        "lightly_mm_plugins.stages:SingleStageScheduler",
         description="one stage: ordinary training",
     )
 
