@@ -21,12 +21,13 @@ import argparse
 import json
 import os
 import sys
+import typing
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import LightlyMMError
+from .errors import ConfigError, LightlyMMError
 from .manager import PluginHost, get_host
-from .registry import KIND_SINGULAR, KINDS, check_arguments
+from .registry import KINDS
 
 ENV_TRACEBACK = "LIGHTLY_MM_TRACEBACK"
 
@@ -137,7 +138,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lightly-mm",
         description="Multimodal self-supervised learning with Lightly, as plugins.",
     )
@@ -159,50 +160,53 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_names(args: argparse.Namespace) -> None:
-    """Check what ``train`` / ``compare`` name before loading data, encoders or models.
+    """Check every setting of ``train`` / ``compare`` before loading data, encoders or models.
 
-    The components (method, view, scheduler) must be registered, their
-    ``--*-args`` names accepted by their factories, and ``--data`` a known
-    spec or an existing annotation file. Raises
-    :class:`~lightly_mm_plugins.errors.UnknownComponentError` (with close
-    matches), :class:`~lightly_mm_plugins.errors.PluginConflictError`,
-    :class:`~lightly_mm_plugins.errors.ArgumentError` or
-    :class:`~lightly_mm_plugins.errors.DataError`.
+    One :class:`~lightly_mm_plugins.training.config.TrainConfig` per run the
+    command will start, each through
+    :func:`~lightly_mm_plugins.training.validation.validate_config` (values,
+    components and their ``--*-args``, ``--data``, devices); ``compare``
+    checks every method before it trains the first. Raises a
+    :class:`~lightly_mm_plugins.errors.LightlyMMError` naming the flag.
     """
     if args.command not in ("train", "compare"):
         return
-    from .data import check_data_spec
+    from .training.config import config_from_args
+    from .training.validation import validate_config
 
-    host = get_host()
-    if args.command == "compare":
-        methods = [m.strip() for m in str(args.methods).split(",") if m.strip()]
-        if not methods:
-            raise LightlyMMError("--methods names no method; give e.g. --methods clip,mxm-clr")
-        for method in methods:
-            host.registry("objectives").get(method)
-        check_data_spec(args.data)
+    if args.command == "train":
+        validate_config(config_from_args(args))
         return
-    entry = host.registry("objectives").get(args.method)
-    view = args.view or entry.metadata.get("view") or "paired"
-    scheduler = args.scheduler or entry.metadata.get("scheduler") or "single"
-    for kind, name, kwargs, flag in (
-        ("objectives", args.method, args.method_args, "--method-args"),
-        ("views", view, args.view_args, "--view-args"),
-        ("stage_schedulers", scheduler, args.scheduler_args, "--scheduler-args"),
-    ):
-        component = host.registry(kind).get(name)
-        if kwargs:
-            what = f"{flag}: {KIND_SINGULAR[kind]} {component.name!r}"
-            check_arguments(component.resolve(), kwargs, what, check_missing=False)
-    check_data_spec(args.data)
+    methods = [m.strip() for m in str(args.methods).split(",") if m.strip()]
+    if not methods:
+        raise ConfigError("--methods names no method; give e.g. --methods clip,mxm-clr")
+    for seed in compare_seeds(args.seeds):
+        for method in methods:
+            validate_config(config_from_args(args, method=method, seed=seed))
+
+
+def compare_seeds(text: str) -> list[int]:
+    """The seeds of ``compare --seeds 0,1,2`` (ConfigError naming the bad one)."""
+    parts = [s.strip() for s in str(text).split(",") if s.strip()]
+    if not parts or not all(p.isdigit() for p in parts):
+        raise ConfigError(f"--seeds {text!r}: must be comma-separated integers >= 0, e.g. 0,1,2")
+    return [int(p) for p in parts]
 
 
 def _fail(args: argparse.Namespace, exc: BaseException, status: int) -> int:
     if os.environ.get(ENV_TRACEBACK, "").strip().lower() in {"1", "true", "yes", "on"}:
         raise exc
     print(f"lightly-mm {args.command}: error: {exc}", file=sys.stderr)
-    print(f"(set {ENV_TRACEBACK}=1 for the traceback)", file=sys.stderr)
+    if status != 2:  # found before anything ran: the message is all there is to it
+        print(f"(set {ENV_TRACEBACK}=1 for the traceback)", file=sys.stderr)
     return status
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line (``lightly-mm train: error: ...``), exit 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -36,3 +36,8 @@ class DataError(LightlyMMError, ValueError):
 
 class CheckpointError(LightlyMMError, ValueError):
     """A checkpoint is missing, truncated, or from another method."""
+
+
+class ConfigError(LightlyMMError, ValueError):
+    """A run setting (command-line flag, config file value or ``TrainConfig`` field)
+    is invalid; the message names the flag, the value and what is accepted."""

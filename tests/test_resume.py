@@ -232,7 +232,7 @@ def test_command_line_options_reach_the_config():
     import argparse
 
     from lightly_mm_plugins.training.cli_args import add_train_arguments
-    from lightly_mm_plugins.training.run import _config_from_args
+    from lightly_mm_plugins.training.config import config_from_args as _config_from_args
 
     parser = argparse.ArgumentParser()
     add_train_arguments(parser)

@@ -17,7 +17,7 @@ import json
 import os
 import time
 import types
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -31,55 +31,10 @@ from .checkpointing import (
     load_checkpoint_file,
     remove_stale_tmp_files,
 )
+from .config import TrainConfig, config_from_args
+from .validation import validate_config
 
-
-@dataclass
-class TrainConfig:
-    """Everything ``lightly-mm train`` accepts (see ``lightly-mm train --help``)."""
-
-    method: str = "clip"
-    method_args: dict[str, Any] = field(default_factory=dict)
-    view: str | None = None
-    view_args: dict[str, Any] = field(default_factory=dict)
-    scheduler: str | None = None
-    scheduler_args: dict[str, Any] = field(default_factory=dict)
-    data: str = "default"
-    epochs: int | None = None
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_epochs: float = 0.5
-    image_size: int | None = None
-    image_encoder: str | None = None
-    text_encoder: str | None = None
-    train_text: bool = False
-    accelerator: str = "auto"
-    devices: str | int = 1
-    precision: str | None = None
-    num_workers: int = 0
-    limit_train_samples: int | None = None
-    on_error: str = "raise"
-    seed: int = 0
-    out: str = "lightly_mm_runs/run"
-    resume: bool = False
-    quiet: bool = False
-    eval_init: bool = True
-    #: Evaluate after training (linear probe, kNN, retrieval); off for quick
-    #: runs that only need the weights.
-    eval_final: bool = True
-    #: Also write ``checkpoints/last.ckpt`` every this many training batches
-    #: inside an epoch (it is always written at epoch ends); 0 or None: only
-    #: at epoch ends. ``--resume`` continues from inside the epoch.
-    checkpoint_every_n_steps: int | None = 500
-    #: Stop (with a checkpoint) after this many epochs, as if interrupted;
-    #: ``--resume`` continues the same schedule.
-    stop_after_epochs: int | None = None
-    #: Die right after this many training batches, as if killed (no extra
-    #: checkpoint; a resume continues from the last one). For tests.
-    stop_after_steps: int | None = None
-    #: Append the instance ids of every training batch to
-    #: ``OUT/batch_trace/rank<R>.jsonl`` (checks sharding and resume).
-    trace_batches: bool = False
+__all__ = ["TrainConfig", "evaluate", "train"]
 
 
 def _check_out_dir(out: Path) -> None:
@@ -107,11 +62,13 @@ def build_components(cfg: TrainConfig) -> dict[str, Any]:
     obj_entry = host.registry("objectives").get(cfg.method)
     train_set: Any = load_dataset(cfg.data, split="train", on_error=cfg.on_error, seed=0)
     test_set = load_dataset(cfg.data, split="test", on_error=cfg.on_error, seed=0)
-    if cfg.limit_train_samples:
+    if cfg.limit_train_samples is not None:
         keep = range(min(cfg.limit_train_samples, len(train_set)))
         train_set = train_set.subset(list(keep))
     kinds: dict[str, str] = dict(train_set.modalities)
-    image_size = cfg.image_size or getattr(train_set, "default_image_size", 32)
+    image_size = cfg.image_size
+    if image_size is None:
+        image_size = getattr(train_set, "default_image_size", 32)
 
     encoders = {}
     for m, kind in kinds.items():
@@ -133,7 +90,9 @@ def build_components(cfg: TrainConfig) -> dict[str, Any]:
     view = host.registry("views").create(
         view_name, modalities=kinds, image_size=image_size, **cfg.view_args
     )
-    epochs = cfg.epochs or (3 if cfg.data in ("default", "digits") else 10)
+    epochs = cfg.epochs
+    if epochs is None:
+        epochs = 3 if cfg.data in ("default", "digits") else 10
     sched_name = cfg.scheduler or obj_entry.metadata.get("scheduler") or "single"
     scheduler = host.registry("stage_schedulers").create(
         sched_name, epochs=epochs, **cfg.scheduler_args
@@ -333,6 +292,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     from .plots import plot_loss_curve, plot_results
 
     t0 = time.time()
+    validate_config(cfg)
     out = Path(cfg.out)
     _check_out_dir(out)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -466,28 +426,21 @@ def format_results_table(results: dict[str, Any], cfg: TrainConfig) -> str:
     return "\n".join(lines)
 
 
-def _config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
-    fields = TrainConfig.__dataclass_fields__
-    values = {k: v for k, v in vars(args).items() if k in fields}
-    if getattr(args, "no_eval", False):
-        values.update(eval_init=False, eval_final=False)
-    values.update(overrides)
-    return TrainConfig(**values)
-
-
 def train_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    return train(_config_from_args(args))
+    return train(config_from_args(args))
 
 
 def compare_from_args(args: argparse.Namespace) -> dict[str, Any]:
     from .plots import plot_compare
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
+    from ..cli import compare_seeds
+
+    seeds = compare_seeds(args.seeds)
     table: dict[str, list[dict[str, float]]] = {}
     for method in methods:
         for seed in seeds:
-            cfg = _config_from_args(
+            cfg = config_from_args(
                 args,
                 method=method,
                 seed=seed,
