@@ -332,6 +332,21 @@ class Objective(nn.Module):
             return heads[modality](embedding)  # type: ignore[no-any-return]
         return None
 
+    def on_after_optimizer_step(self) -> None:
+        """Called by the pipeline after every optimiser step (``on_train_batch_end``).
+
+        The default caps every learnable temperature of the objective: it calls
+        :meth:`~lightly_mm_plugins.temperature.LogitScale.clamp_` on each
+        :class:`~lightly_mm_plugins.temperature.LogitScale` submodule, as open_clip
+        clamps ``logit_scale`` after the step. A training loop of your own calls
+        ``objective.on_after_optimizer_step()`` after ``optimizer.step()``.
+        """
+        from .temperature import LogitScale
+
+        for module in self.modules():
+            if isinstance(module, LogitScale):
+                module.clamp_()
+
     def auxiliary_parameters(self) -> list[nn.Parameter]:
         """Parameters trained only by :meth:`auxiliary_loss` (empty by default)."""
         return []

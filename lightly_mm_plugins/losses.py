@@ -33,6 +33,7 @@ __all__ = [
     "matmul_logsumexp",
     "rank_offset",
     "same_group_mask",
+    "world_size",
 ]
 
 
@@ -87,7 +88,16 @@ def check_gather_distributed(gather_distributed: bool) -> None:
         )
 
 
-def _world_size() -> int:
+def world_size() -> int:
+    """Number of ranks of the running process group (1 without one).
+
+    The one place that asks ``torch.distributed``: every loss that gathers or
+    normalises by the world size uses it.
+
+    Example:
+        >>> world_size()
+        1
+    """
     import torch.distributed as tdist
 
     if tdist.is_available() and tdist.is_initialized():
@@ -103,12 +113,12 @@ def gather_cat(x: Tensor, enabled: bool = True) -> Tensor:
     rank that produced them. Returns ``x`` unchanged without a process group or
     when ``enabled`` is False. Every rank must pass the same shape.
     """
-    if not enabled or _world_size() == 1:
+    if not enabled or world_size() == 1:
         return x
     if not x.requires_grad:
         import torch.distributed as tdist
 
-        parts = [torch.empty_like(x) for _ in range(_world_size())]
+        parts = [torch.empty_like(x) for _ in range(world_size())]
         tdist.all_gather(parts, x.contiguous())
         return torch.cat(parts, dim=0)
     from lightly.utils import dist as ldist
@@ -118,7 +128,7 @@ def gather_cat(x: Tensor, enabled: bool = True) -> Tensor:
 
 def rank_offset(batch_size: int, enabled: bool = True) -> int:
     """Index of this rank's first row in a :func:`gather_cat` result."""
-    if not enabled or _world_size() == 1:
+    if not enabled or world_size() == 1:
         return 0
     import torch.distributed as tdist
 
@@ -488,7 +498,7 @@ def cross_modal_info_nce(
         )
     n = a.shape[0]
     _check_labels("pseudo_labels", pseudo_labels, n)
-    if n < 2 and not (gather_distributed and _world_size() > 1):
+    if n < 2 and not (gather_distributed and world_size() > 1):
         raise ValueError(
             f"cross_modal_info_nce needs at least 2 pairs (negatives), got N={n}; "
             "use a larger batch (and drop_last=True)"
@@ -524,7 +534,7 @@ def _chunked_info_nce(
     """The streaming path of :func:`cross_modal_info_nce` (``a``, ``b`` already normalised)."""
     a_scaled = a / temperature
     positive = (a_scaled * b).sum(dim=1)  # s_ii, the same logit in both directions
-    if not gather_distributed or _world_size() == 1:
+    if not gather_distributed or world_size() == 1:
         groups = None if pseudo_labels is None else (pseudo_labels, pseudo_labels)
         row, col = matmul_logsumexp(a_scaled, b, chunk, columns=True, groups=groups)
         return 0.5 * ((row - positive).mean() + (col - positive).mean())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from ..lazy import lazy_getattr
 
 __all__ = [
     "MultimodalDataModule",
@@ -14,21 +14,15 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:  # lazy: importing this package imports no Lightning
-    if name in ("TrainConfig", "train", "evaluate"):
-        from . import run
-
-        return getattr(run, name)
-    if name == "load_exported":
-        from .checkpointing import load_exported
-
-        return load_exported
-    if name == "MultimodalModule":
-        from .module import MultimodalModule
-
-        return MultimodalModule
-    if name == "MultimodalDataModule":
-        from .datamodule import MultimodalDataModule
-
-        return MultimodalDataModule
-    raise AttributeError(name)
+# lazy: importing this package imports no Lightning
+__getattr__ = lazy_getattr(
+    __name__,
+    {
+        "TrainConfig": "run",
+        "train": "run",
+        "evaluate": "run",
+        "load_exported": "checkpointing",
+        "MultimodalModule": "module",
+        "MultimodalDataModule": "datamodule",
+    },
+)

@@ -293,6 +293,10 @@ class MultimodalModule(pl.LightningModule):
         self._manual_step(loss, encoded, diagnostics)
         return None
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # after the optimiser step: e.g. cap learnable temperatures (open_clip's clamp)
+        self.objective.on_after_optimizer_step()
+
     def _manual_step(self, loss: Tensor, encoded: EncodedBatch, diagnostics: bool) -> None:
         opt_main, opt_aux = self.optimizers()  # type: ignore[misc,attr-defined]
         sched = self.lr_schedulers()

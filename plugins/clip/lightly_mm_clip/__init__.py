@@ -6,22 +6,10 @@ so the loss and objective load lazily on attribute access.
 
 from __future__ import annotations
 
-from typing import Any
+from lightly_mm_plugins.lazy import lazy_getattr
 
 __all__ = ["CLIPLoss", "CLIPObjective", "CLIPView"]
 
-
-def __getattr__(name: str) -> Any:
-    if name == "CLIPLoss":
-        from .loss import CLIPLoss
-
-        return CLIPLoss
-    if name == "CLIPObjective":
-        from .objective import CLIPObjective
-
-        return CLIPObjective
-    if name == "CLIPView":
-        from .views import CLIPView
-
-        return CLIPView
-    raise AttributeError(name)
+__getattr__ = lazy_getattr(
+    __name__, {"CLIPLoss": "loss", "CLIPObjective": "objective", "CLIPView": "views"}
+)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
 from lightly_mm_plugins.losses import (
     check_chunk_size,
     check_gather_distributed,
-    check_temperature,
     cross_modal_info_nce,
 )
+from lightly_mm_plugins.temperature import LogitScale
 
 
 class CLIPLoss(nn.Module):
@@ -26,9 +28,14 @@ class CLIPLoss(nn.Module):
     not used here. Use it wherever you would use ``lightly.loss.NTXentLoss``.
 
     Args:
-        temperature: Softmax temperature ``tau`` (CLIP initialises 0.07).
-        learnable_temperature: Learn ``log(1/tau)`` as CLIP does (clamped to
-            ``1/tau <= 100``).
+        temperature: Softmax temperature ``tau`` (CLIP initialises 0.07); at least
+            0.01 (``1/tau <= 100``), a smaller one is an error.
+        learnable_temperature: Learn ``log(1/tau)`` as CLIP does. The cap
+            ``1/tau <= 100`` is applied to the parameter after each optimiser
+            step, as open_clip: the pipeline calls :meth:`clamp_` (through
+            ``Objective.on_after_optimizer_step``); a script of your own calls
+            ``loss_fn.clamp_()`` after ``optimizer.step()``. Inside ``forward``
+            nothing is clamped, so the temperature keeps its gradient at the cap.
         gather_distributed: Gather embeddings of all ranks as negatives.
         chunk_size: ``None`` (default): dense ``(N, N)`` logits. An int: the
             streaming path of :func:`~lightly_mm_plugins.losses.cross_modal_info_nce`
@@ -54,34 +61,40 @@ class CLIPLoss(nn.Module):
         chunk_size: int | None = None,
     ) -> None:
         super().__init__()
-        check_temperature(temperature)
         check_gather_distributed(gather_distributed)
         self.gather_distributed = gather_distributed
         self.chunk_size = check_chunk_size(chunk_size)
-        log_scale = torch.tensor(1.0 / temperature).log()
-        if learnable_temperature:
-            self.log_scale = nn.Parameter(log_scale)
-        else:
-            self.register_buffer("log_scale", log_scale)
+        self.logit_scale = LogitScale(temperature, learnable=learnable_temperature)
+        self._register_load_state_dict_pre_hook(self.logit_scale.upgrade_old_state)
+
+    @property
+    def log_scale(self) -> nn.Parameter | None:
+        """The learnable parameter ``log(1/tau)`` (None for a fixed temperature)."""
+        return self.logit_scale.log_scale
+
+    @torch.no_grad()
+    def clamp_(self) -> None:
+        """Cap ``1/tau`` at 100 after an optimiser step (open_clip); see :class:`LogitScale`."""
+        self.logit_scale.clamp_()
 
     @property
     def temperature(self) -> float:
-        """The current temperature ``tau`` (after the clamp ``1/tau <= 100``)."""
-        return float(self.temperature_tensor())
+        """The current temperature ``tau``."""
+        return self.logit_scale.temperature
 
-    def temperature_tensor(self) -> Tensor:
-        """The current temperature as a detached 0-d tensor on the loss's device.
+    def temperature_tensor(self, like: Tensor | None = None) -> Tensor:
+        """The current temperature as a detached 0-d tensor (on ``like``'s device).
 
         Logging it every step needs no host-device synchronisation (the
         :attr:`temperature` float does).
         """
-        return 1.0 / self.log_scale.detach().exp().clamp(max=100.0)
+        return self.logit_scale.temperature_tensor(like)
 
     def forward(self, out0: Tensor, out1: Tensor, pseudo_labels: Tensor | None = None) -> Tensor:
-        scale = self.log_scale.exp().clamp(max=100.0)
+        scale = self.logit_scale()
         # Scaling the inputs by sqrt(scale) keeps the temperature differentiable
         # while reusing the shared, tested InfoNCE.
-        root = scale.sqrt()
+        root = scale.sqrt() if isinstance(scale, Tensor) else math.sqrt(scale)
         a = nn.functional.normalize(out0, dim=-1) * root
         b = nn.functional.normalize(out1, dim=-1) * root
         return cross_modal_info_nce(

@@ -86,5 +86,5 @@ class CLIPObjective(Objective):
         loss = self.loss_fn(za, zb, pseudo_labels=batch.pseudo_labels)
         return ObjectiveOutput(
             loss=loss,
-            logs={"temperature": self.loss_fn.temperature_tensor()},
+            logs={"temperature": self.loss_fn.temperature_tensor(loss)},
         )

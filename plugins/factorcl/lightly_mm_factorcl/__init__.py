@@ -10,7 +10,7 @@ Imports are lazy so that ``import lightly_mm_factorcl`` stays cheap.
 
 from __future__ import annotations
 
-from typing import Any
+from lightly_mm_plugins.lazy import lazy_getattr
 
 __all__ = [
     "ConcatCritic",
@@ -38,11 +38,4 @@ _LOCATIONS = {
     "synthetic_samples": "synthetic",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LOCATIONS:
-        import importlib
-
-        module = importlib.import_module(f".{_LOCATIONS[name]}", __name__)
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LOCATIONS)

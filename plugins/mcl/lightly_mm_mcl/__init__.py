@@ -7,7 +7,7 @@ on attribute access.
 
 from __future__ import annotations
 
-from typing import Any
+from lightly_mm_plugins.lazy import lazy_getattr
 
 __all__ = [
     "MCLObjective",
@@ -25,11 +25,4 @@ _WHERE = {
     "kmeans_labels": "clustering",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        import importlib
-
-        module = importlib.import_module(f"{__name__}.{_WHERE[name]}")
-        return getattr(module, name)
-    raise AttributeError(name)
+__getattr__ = lazy_getattr(__name__, _WHERE)

@@ -6,8 +6,7 @@ does not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lightly_mm_plugins.lazy import lazy_getattr
 
 __all__ = ["MXMCLRLoss", "MXMCLRObjective", "MultifoldView"]
 
@@ -17,8 +16,4 @@ _WHERE = {
     "MultifoldView": "views",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _WHERE)

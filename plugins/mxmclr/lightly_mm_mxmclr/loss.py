@@ -72,7 +72,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,19 +86,11 @@ from lightly_mm_plugins.losses import (
     check_temperature,
     gather_cat,
     rank_offset,
+    world_size,
 )
+from lightly_mm_plugins.temperature import MAX_LOGIT_SCALE, LogitScale
 
 __all__ = ["MAX_LOGIT_SCALE", "MXMCLRLoss", "MXMCLRTerms"]
-
-
-def _distributed() -> bool:
-    """Whether a process group with more than one rank is running."""
-    dist = torch.distributed
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-#: Upper bound of the learnable logit scale ``1/τ`` (CLIP's clamp).
-MAX_LOGIT_SCALE = 100.0
 
 
 @dataclass
@@ -338,14 +329,18 @@ class MXMCLRLoss(nn.Module):
     precision the softmax statistics are computed in float32.
 
     Args:
-        temperature: Softmax temperature ``τ`` (> 0). The paper's value could
+        temperature: Softmax temperature ``τ``, at least 0.01 (``1/τ ≤ 100``; a
+            smaller one is an error). The paper's value could
             not be read; 0.07 is CLIP's initial value.
         soft_weight: ``λ`` in ``[0, 1]``, the weight of the soft target in the
             mixed target ``(1−λ)·hard + λ·soft``. 0 gives the pure multi-positive
             (hard) loss. Paper value not verified; 0.5 weighs both equally.
         soft_temperature: ``τ_s`` of the soft targets. None (default) uses the
             current ``τ`` (soft target = own detached softmax over the positives).
-        learnable_temperature: Learn ``log(1/τ)`` as CLIP does (``1/τ ≤ 100``).
+        learnable_temperature: Learn ``log(1/τ)`` as CLIP does; ``1/τ ≤ 100`` is
+            applied to the parameter after each optimiser step (:meth:`clamp_`,
+            called by the pipeline; call it after ``optimizer.step()`` in a script
+            of your own), so the temperature keeps its gradient at the cap.
         gather_distributed: Gather observations, masks, instance ids and pseudo
             labels of all ranks as candidates (gradient-carrying). Positives are
             found by instance id, so an id seen on two ranks is one instance.
@@ -382,7 +377,6 @@ class MXMCLRLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.chunk_size = check_chunk_size(chunk_size)
-        check_temperature(temperature)
         if soft_temperature is not None:
             soft_temperature = check_temperature(soft_temperature, "soft_temperature")
         weight = float(soft_weight)
@@ -395,32 +389,28 @@ class MXMCLRLoss(nn.Module):
         self.soft_temperature = soft_temperature
         self.gather_distributed = gather_distributed
         self.normalize = normalize
-        # A fixed temperature stays a Python float: exact in float64 (no float32
-        # rounding of log(1/τ)); a learnable one is CLIP's log-scale parameter.
-        self.log_scale: nn.Parameter | None = None
-        self._fixed_scale = min(1.0 / float(temperature), MAX_LOGIT_SCALE)
-        if learnable_temperature:
-            self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
+        self.logit_scale = LogitScale(temperature, learnable=learnable_temperature)
+        self._register_load_state_dict_pre_hook(self.logit_scale.upgrade_old_state)
+
+    @property
+    def log_scale(self) -> nn.Parameter | None:
+        """The learnable parameter ``log(1/τ)`` (None for a fixed temperature)."""
+        return self.logit_scale.log_scale
+
+    @torch.no_grad()
+    def clamp_(self) -> None:
+        """Cap ``1/τ`` at 100 after an optimiser step (open_clip); see :class:`LogitScale`."""
+        self.logit_scale.clamp_()
 
     @property
     def temperature(self) -> float:
-        """The current temperature ``τ`` (after the clamp ``1/τ ≤ 100``)."""
-        if self.log_scale is None:
-            return 1.0 / self._fixed_scale
-        return float(self.temperature_tensor(self.log_scale))
+        """The current temperature ``τ``."""
+        return self.logit_scale.temperature
 
     def temperature_tensor(self, like: Tensor) -> Tensor:
         """The current temperature as a detached 0-d tensor on ``like``'s device and
         dtype; logging it every step needs no host-device synchronisation."""
-        if self.log_scale is None:
-            return like.new_full((), 1.0 / self._fixed_scale)
-        scale = self.log_scale.detach().exp().clamp(max=MAX_LOGIT_SCALE)
-        return (1.0 / scale).to(like.dtype)
-
-    def _scale(self) -> Tensor | float:
-        if self.log_scale is None:
-            return self._fixed_scale
-        return self.log_scale.exp().clamp(max=MAX_LOGIT_SCALE)
+        return self.logit_scale.temperature_tensor(like)
 
     def _direction(
         self,
@@ -478,7 +468,7 @@ class MXMCLRLoss(nn.Module):
         a = _as_folds(a, "a")
         b = _as_folds(b, "b")
         n = a.shape[0]
-        if n < 2 and not (self.gather_distributed and _distributed()):
+        if n < 2 and not (self.gather_distributed and world_size() > 1):
             raise ValueError(
                 f"MXMCLRLoss needs at least 2 instances (negatives), got N={n}; "
                 "use a larger batch (and drop_last=True)"
@@ -534,7 +524,7 @@ class MXMCLRLoss(nn.Module):
             ga_all, gb_all = gather_cat(ga, gather), gather_cat(gb, gather)
 
         # The logit scale multiplies the (N·M, D) anchors, not the scores.
-        scale = self._scale()
+        scale = self.logit_scale()
         stats = _half_to_float(ua[:0]).dtype
         if self.soft_temperature is None:
             factor = torch.ones((), dtype=stats, device=ua.device)

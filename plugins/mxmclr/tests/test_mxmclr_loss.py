@@ -350,8 +350,9 @@ def test_learnable_temperature_gets_gradient_and_is_clamped():
     loss_fn(a, b).backward()
     assert loss_fn.log_scale.grad is not None and loss_fn.log_scale.grad.abs() > 0
     assert loss_fn.temperature == pytest.approx(0.07, rel=1e-5)
-    too_hot = MXMCLRLoss(temperature=0.001)
-    assert too_hot.temperature == pytest.approx(0.01)
+    # a temperature below CLIP's cap 1/100 is an error, not silently raised to 0.01
+    with pytest.raises(ValueError, match=r"temperature >= 0\.01"):
+        MXMCLRLoss(temperature=0.001)
 
 
 def test_bad_input_is_a_clear_error():
