@@ -10,6 +10,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from torch import nn
 
 
@@ -52,3 +54,44 @@ def mlp_head(
 ) -> nn.Module:
     """Registered as head ``mlp`` (SimCLR-style, ReLU between Linear layers)."""
     return build_projection(input_dim, output_dim, hidden_dim=hidden_dim, num_layers=num_layers)
+
+
+def modality_heads(
+    input_dims: Mapping[str, int],
+    output_dim: int,
+    *,
+    head: str | None = None,
+    num_layers: int = 1,
+    hidden_dim: int | None = None,
+    batch_norm: bool = False,
+) -> nn.ModuleDict:
+    """One projection head per modality into a shared ``output_dim`` space.
+
+    The per-modality heads of every CLIP-style objective (clip, mxm-clr, cct, tcl):
+    ``heads[m]`` maps modality ``m``'s ``(..., input_dims[m])`` embeddings to
+    ``(..., output_dim)``. With ``head=None`` each is :func:`build_projection`
+    (``num_layers`` Linear layers); with ``head="<name>"`` each is the head
+    registered under that name (``register_heads`` hook; built-in ``linear`` and
+    ``mlp``), built as ``factory(input_dim=..., output_dim=...)``, so
+    ``--method-args head=mlp`` swaps the heads of any of these objectives.
+
+    Example:
+        >>> heads = modality_heads({"image": 16, "text": 8}, 4)
+        >>> sorted(heads), heads["text"](torch.randn(2, 8)).shape
+        (['image', 'text'], torch.Size([2, 4]))
+    """
+
+    def one(input_dim: int) -> nn.Module:
+        if head is None:
+            return build_projection(
+                input_dim,
+                output_dim,
+                hidden_dim=hidden_dim,
+                num_layers=num_layers,
+                batch_norm=batch_norm,
+            )
+        from . import create_head
+
+        return create_head(head, input_dim=input_dim, output_dim=output_dim)  # type: ignore[no-any-return]
+
+    return nn.ModuleDict({m: one(d) for m, d in input_dims.items()})

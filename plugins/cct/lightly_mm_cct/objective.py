@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -16,8 +17,8 @@ from lightly_mm_plugins.api import (
     ObjectiveOutput,
     Requirements,
 )
-from lightly_mm_plugins.heads import build_projection
-from lightly_mm_plugins.losses import gather_cat
+from lightly_mm_plugins.heads import modality_heads
+from lightly_mm_plugins.queue import NO_GROUP, NO_INSTANCE, FeatureQueue
 
 from .loss import CCTLoss
 
@@ -25,9 +26,19 @@ __all__ = ["NO_GROUP", "NO_INSTANCE", "PAPER_QUEUE_SIZE", "CCTObjective"]
 
 #: Queue size of the official large-scale (MoCo-v2) code, ``--moco-k``.
 PAPER_QUEUE_SIZE = 65536
-#: Instance id / pseudo-label group of queue rows never written (or written without one).
-NO_INSTANCE = -1
-NO_GROUP = -1
+
+
+def _upgrade_old_queue_keys(state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """Checkpoints written before the shared :class:`FeatureQueue` kept its buffers as
+    ``queue``, ``queue_ids``, ``queue_groups``, ``queue_ptr`` on the objective."""
+    for old, new in (
+        ("queue", "features"),
+        ("queue_ids", "ids"),
+        ("queue_groups", "groups"),
+        ("queue_ptr", "ptr"),
+    ):
+        if prefix + old in state_dict:
+            state_dict[prefix + "memory." + new] = state_dict.pop(prefix + old)
 
 
 class CCTObjective(Objective):
@@ -68,6 +79,9 @@ class CCTObjective(Objective):
         projection_dim: Shared embedding size (official ``feat_dim`` / ``moco-dim`` 128).
         projection_layers: 2 = MLP head (official large-scale ``--mlp``), 1 = linear.
         hidden_dim: Hidden size of the MLP head (default: the input size, as MoCo-v2).
+        head: A registered head name (``linear``, ``mlp`` or a plugin's; see
+            ``lightly-mm plugins``) for every modality, or None (default):
+            ``projection_layers`` Linear layers.
         tau_pos, tau_neg, alpha, beta, weighting, debiased, tau_plus,
             symmetric_repulsion, intra_batch_negatives: see :class:`CCTLoss`
             (defaults: official CIFAR-10 README, see README).
@@ -93,10 +107,7 @@ class CCTObjective(Objective):
         ['attraction', 'entropy_neg', 'entropy_pos', 'repulsion']
     """
 
-    queue: Tensor
-    queue_ids: Tensor
-    queue_groups: Tensor
-    queue_ptr: Tensor
+    memory: FeatureQueue
 
     requirements = Requirements(modalities=1, min_views=1, pseudo_labels=True)
 
@@ -107,6 +118,7 @@ class CCTObjective(Objective):
         projection_dim: int = 128,
         projection_layers: int = 2,
         hidden_dim: int | None = None,
+        head: str | None = None,
         tau_pos: float = 1.0,
         tau_neg: float = 0.9,
         alpha: float = 1.0,
@@ -156,16 +168,12 @@ class CCTObjective(Objective):
                 else DistributedKind.RANK_LOCAL
             ),
         )
-        self.heads = nn.ModuleDict(
-            {
-                m: build_projection(
-                    self.embedding_dims[m],
-                    projection_dim,
-                    hidden_dim=hidden_dim,
-                    num_layers=projection_layers,
-                )
-                for m in self.modalities
-            }
+        self.heads = modality_heads(
+            {m: self.embedding_dims[m] for m in self.modalities},
+            projection_dim,
+            head=head,
+            num_layers=projection_layers,
+            hidden_dim=hidden_dim,
         )
         self.momentum_heads: nn.ModuleDict | None = None
         if self.queue_size:
@@ -173,16 +181,13 @@ class CCTObjective(Objective):
             for p in self.momentum_heads.parameters():
                 p.requires_grad_(False)
             # Official init: random unit vectors (``F.normalize(torch.randn(dim, K))``).
-            self.register_buffer(
-                "queue", F.normalize(torch.randn(self.queue_size, projection_dim), dim=1)
+            self.memory = FeatureQueue(
+                self.queue_size,
+                projection_dim,
+                gather_distributed=gather_distributed,
+                track_groups=True,
             )
-            self.register_buffer(
-                "queue_ids", torch.full((self.queue_size,), NO_INSTANCE, dtype=torch.long)
-            )
-            self.register_buffer(
-                "queue_groups", torch.full((self.queue_size,), NO_GROUP, dtype=torch.long)
-            )
-            self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+            self._register_load_state_dict_pre_hook(_upgrade_old_queue_keys)
         self.loss_fn = CCTLoss(
             tau_pos=tau_pos,
             tau_neg=tau_neg,
@@ -226,41 +231,43 @@ class CCTObjective(Objective):
         for m in self.modalities:
             update_momentum(self.heads[m], self.momentum_heads[m], self.momentum)
 
+    @property
+    def queue(self) -> Tensor:
+        """The queued keys ``(Q, P)`` (:attr:`memory`'s ``features`` buffer)."""
+        return self.memory.features
+
+    @property
+    def queue_ids(self) -> Tensor:
+        return self.memory.ids
+
+    @property
+    def queue_groups(self) -> Tensor:
+        assert self.memory.groups is not None
+        return self.memory.groups
+
+    @property
+    def queue_ptr(self) -> Tensor:
+        return self.memory.ptr
+
+    def _queue_negatives(self, batch: EncodedBatch) -> Tensor | None:
+        """``(N, Q)`` bool: queue rows that are negatives of each instance; None: all."""
+        return self.memory.negatives(
+            ids=batch.instance_ids if self.exclude_own_instance else None,
+            groups=batch.pseudo_labels,
+        )
+
     def queue_mask(self, batch: EncodedBatch) -> Tensor:
         """``(N, Q)`` bool: queue rows that are negatives of each instance."""
-        n = batch.batch_size
-        ok = torch.ones(n, self.queue_size, dtype=torch.bool, device=self.queue.device)
-        if batch.pseudo_labels is not None:
-            groups = batch.pseudo_labels.to(self.queue.device).reshape(-1, 1)
-            ok = ok & (self.queue_groups.reshape(1, -1) == groups)
-        if self.exclude_own_instance:
-            ids = batch.instance_ids.to(self.queue.device).reshape(-1, 1)
-            ok = ok & (self.queue_ids.reshape(1, -1) != ids)
+        ok = self._queue_negatives(batch)
+        if ok is None:
+            return torch.ones(
+                batch.batch_size, self.queue_size, dtype=torch.bool, device=self.queue.device
+            )
         return ok
 
-    @torch.no_grad()
     def enqueue(self, keys: Tensor, ids: Tensor, groups: Tensor | None) -> None:
-        """Write ``keys`` ``(B, P)`` (with ids / groups) at ``queue_ptr``, wrapping around."""
-        enabled = self.loss_fn.gather_distributed
-        keys = gather_cat(F.normalize(keys.detach(), dim=1), enabled)
-        ids = gather_cat(ids.detach().long(), enabled)
-        if groups is None:
-            groups = torch.full_like(ids, NO_GROUP)
-        else:
-            groups = gather_cat(groups.detach().long(), enabled)
-        if keys.shape[0] > self.queue_size:  # only the newest rows fit
-            keys, ids, groups = (
-                keys[-self.queue_size :],
-                ids[-self.queue_size :],
-                groups[-self.queue_size :],
-            )
-        b = keys.shape[0]
-        # The pointer stays on the device: no host-device sync per step.
-        rows = (torch.arange(b, device=self.queue.device) + self.queue_ptr) % self.queue_size
-        self.queue[rows] = keys.to(self.queue)
-        self.queue_ids[rows] = ids.to(self.queue_ids.device)
-        self.queue_groups[rows] = groups.to(self.queue_groups.device)
-        self.queue_ptr.add_(b).remainder_(self.queue_size)
+        """Write the L2-normalised ``keys`` ``(B, P)`` (with ids / groups) into the queue."""
+        self.memory.enqueue(F.normalize(keys.detach(), dim=1), ids, groups)
 
     def _keys_to_enqueue(
         self, keys: Tensor, mask: Tensor, batch: EncodedBatch
@@ -301,7 +308,7 @@ class CCTObjective(Objective):
             with torch.no_grad():
                 keys, _ = self.stack(self.momentum_heads, batch.momentum, batch)
             queue = self.queue.detach().clone()
-            queue_mask = self.queue_mask(batch)
+            queue_mask = self._queue_negatives(batch)
         terms = self.loss_fn.terms(
             z,
             mask=mask,

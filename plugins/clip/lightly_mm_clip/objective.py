@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from lightly_mm_plugins.api import (
     EncodedBatch,
@@ -12,7 +12,7 @@ from lightly_mm_plugins.api import (
     ObjectiveOutput,
     Requirements,
 )
-from lightly_mm_plugins.heads import build_projection
+from lightly_mm_plugins.heads import modality_heads
 
 from .loss import CLIPLoss
 
@@ -29,6 +29,9 @@ class CLIPObjective(Objective):
         modalities: The two modalities to contrast.
         projection_dim: Output size of the projection heads.
         projection_layers: 1 = linear projection (CLIP), 2 = MLP.
+        head: A registered head name (``linear``, ``mlp`` or a plugin's; see
+            ``lightly-mm plugins``) for every modality, or None (default):
+            ``projection_layers`` Linear layers.
         temperature: Initial softmax temperature (CLIP: 0.07).
         learnable_temperature: Learn the temperature (CLIP: yes).
         gather_distributed: Contrast against all ranks' embeddings.
@@ -53,6 +56,7 @@ class CLIPObjective(Objective):
         modalities: Sequence[str] = ("image", "text"),
         projection_dim: int = 128,
         projection_layers: int = 1,
+        head: str | None = None,
         temperature: float = 0.07,
         learnable_temperature: bool = True,
         gather_distributed: bool = False,
@@ -60,13 +64,11 @@ class CLIPObjective(Objective):
     ) -> None:
         super().__init__(embedding_dims, modalities)
         self.pair = self.modalities[:2]
-        self.heads = nn.ModuleDict(
-            {
-                m: build_projection(
-                    self.embedding_dims[m], projection_dim, num_layers=projection_layers
-                )
-                for m in self.pair
-            }
+        self.heads = modality_heads(
+            {m: self.embedding_dims[m] for m in self.pair},
+            projection_dim,
+            head=head,
+            num_layers=projection_layers,
         )
         self.loss_fn = CLIPLoss(
             temperature=temperature,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from lightly_mm_plugins.api import EncodedBatch, Objective, ObjectiveOutput, Requirements
-from lightly_mm_plugins.heads import build_projection
+from lightly_mm_plugins.heads import modality_heads
 
 from .loss import MXMCLRLoss
 
@@ -34,6 +34,9 @@ class MXMCLRObjective(Objective):
         modalities: The two modalities to contrast (the first two are used).
         projection_dim: Output size of the projection heads.
         projection_layers: 1 = linear projection, 2 = MLP.
+        head: A registered head name (``linear``, ``mlp`` or a plugin's; see
+            ``lightly-mm plugins``) for every modality, or None (default):
+            ``projection_layers`` Linear layers.
         temperature: Initial softmax temperature ``τ``.
         learnable_temperature: Learn the temperature (clamped to ``1/τ ≤ 100``).
         soft_weight: ``λ``, weight of the soft targets in the hybrid target.
@@ -61,6 +64,7 @@ class MXMCLRObjective(Objective):
         modalities: Sequence[str] = ("image", "text"),
         projection_dim: int = 128,
         projection_layers: int = 1,
+        head: str | None = None,
         temperature: float = 0.07,
         learnable_temperature: bool = True,
         soft_weight: float = 0.5,
@@ -70,13 +74,11 @@ class MXMCLRObjective(Objective):
     ) -> None:
         super().__init__(embedding_dims, modalities)
         self.pair = self.modalities[:2]
-        self.heads = nn.ModuleDict(
-            {
-                m: build_projection(
-                    self.embedding_dims[m], projection_dim, num_layers=projection_layers
-                )
-                for m in self.pair
-            }
+        self.heads = modality_heads(
+            {m: self.embedding_dims[m] for m in self.pair},
+            projection_dim,
+            head=head,
+            num_layers=projection_layers,
         )
         self.loss_fn = MXMCLRLoss(
             temperature=temperature,

@@ -23,7 +23,7 @@ _WHERE = {
     "IntraModalContrastLoss": "loss",
     "LocalMutualInfoLoss": "loss",
     "TCLLoss": "loss",
-    "FeatureQueue": "queue",
+    "FeatureQueue": "lightly_mm_plugins.queue",
     "TCLObjective": "objective",
     "TCLView": "views",
 }

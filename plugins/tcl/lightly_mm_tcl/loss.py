@@ -45,6 +45,7 @@ from lightly_mm_plugins.losses import (
     rank_offset,
     same_group_mask,
 )
+from lightly_mm_plugins.queue import NO_INSTANCE
 
 __all__ = [
     "NO_INSTANCE",
@@ -56,9 +57,6 @@ __all__ = [
     "soft_cross_entropy",
     "tcl_targets",
 ]
-
-#: Instance id of a queue slot that holds no real feature yet (random init).
-NO_INSTANCE: int = torch.iinfo(torch.int64).min
 
 TERMS: tuple[str, ...] = ("cross_modal", "intra_modal", "local")
 
@@ -242,6 +240,37 @@ def tcl_targets(
     return pos.div_(count)
 
 
+def _targets_and_support(
+    queries: Tensor,
+    num_keys: int,
+    num_candidates: int,
+    instance_ids: Tensor | None,
+    queue_ids: Tensor | None,
+    pseudo_labels: Tensor | None,
+    gather_distributed: bool,
+) -> tuple[Tensor, Tensor | None]:
+    """Hard targets ``Y`` of the queries over ``[keys of all ranks, queue]`` and the
+    softmax support (None: every candidate; else the pseudo-label group and positives).
+
+    The part CMA and IMC share: the keys are this step's momentum features of all
+    ranks (``num_keys`` rows), the rest of the ``num_candidates`` the queue.
+    """
+    n = queries.shape[0]
+    key_ids = None if instance_ids is None else gather_cat(instance_ids, gather_distributed)
+    targets = tcl_targets(
+        n,
+        num_keys,
+        num_candidates - num_keys,
+        offset=rank_offset(n, gather_distributed),
+        instance_ids=instance_ids,
+        key_ids=key_ids,
+        queue_ids=queue_ids,
+        device=queries.device,
+        dtype=_up(queries).dtype,
+    )
+    return targets, _group_keep(pseudo_labels, targets, gather_distributed)
+
+
 def _distilled(
     queries: Tensor, candidates: Tensor, targets: Tensor, keep: Tensor | None, alpha: float
 ) -> Tensor:
@@ -354,23 +383,15 @@ class CrossModalAlignmentLoss(nn.Module):
             t_keys = gather_cat(t_m, self.gather_distributed)
             image_all = _candidates(v_keys, queue0)
             text_all = _candidates(t_keys, queue1)
-            key_ids = (
-                gather_cat(instance_ids, self.gather_distributed)
-                if instance_ids is not None
-                else None
-            )
-            targets = tcl_targets(
-                n,
+            targets, keep = _targets_and_support(
+                out0,
                 v_keys.shape[0],
-                image_all.shape[0] - v_keys.shape[0],
-                offset=rank_offset(n, self.gather_distributed),
-                instance_ids=instance_ids,
-                key_ids=key_ids,
-                queue_ids=queue_ids,
-                device=out0.device,
-                dtype=_up(out0).dtype,
+                image_all.shape[0],
+                instance_ids,
+                queue_ids,
+                pseudo_labels,
+                self.gather_distributed,
             )
-            keep = _group_keep(pseudo_labels, targets, self.gather_distributed)
             if a > 0:
                 # 1/tau scales the (N, D) queries, not the (N, N+Q) similarities.
                 tau_d = tau.detach() if isinstance(tau, Tensor) else tau
@@ -442,23 +463,15 @@ class IntraModalContrastLoss(nn.Module):
         with torch.no_grad():
             keys = gather_cat(F.normalize(momentum.detach(), dim=1), self.gather_distributed)
             candidates = _candidates(keys, queue)
-            key_ids = (
-                gather_cat(instance_ids, self.gather_distributed)
-                if instance_ids is not None
-                else None
-            )
-            targets = tcl_targets(
-                n,
+            targets, keep = _targets_and_support(
+                out,
                 keys.shape[0],
-                candidates.shape[0] - keys.shape[0],
-                offset=rank_offset(n, self.gather_distributed),
-                instance_ids=instance_ids,
-                key_ids=key_ids,
-                queue_ids=queue_ids,
-                device=out.device,
-                dtype=_up(out).dtype,
+                candidates.shape[0],
+                instance_ids,
+                queue_ids,
+                pseudo_labels,
+                self.gather_distributed,
             )
-            keep = _group_keep(pseudo_labels, targets, self.gather_distributed)
         return _matmul_soft_cross_entropy(x / tau, candidates, targets, keep)
 
 

@@ -16,10 +16,10 @@ from lightly_mm_plugins.api import (
     ObjectiveOutput,
     Requirements,
 )
-from lightly_mm_plugins.heads import build_projection
+from lightly_mm_plugins.heads import modality_heads
+from lightly_mm_plugins.queue import FeatureQueue
 
 from .loss import TCLLoss
-from .queue import FeatureQueue
 
 __all__ = ["PAPER_QUEUE_SIZE", "TCLObjective"]
 
@@ -59,6 +59,9 @@ class TCLObjective(Objective):
         modalities: The two modalities to align (first two are used).
         embed_dim: Projection size (paper 256).
         projection_layers: 1 = linear (paper), 2 = MLP.
+        head: A registered head name (``linear``, ``mlp`` or a plugin's; see
+            ``lightly-mm plugins``) for the global and local heads, or None
+            (default): ``projection_layers`` Linear layers.
         temperature: Initial temperature (paper 0.07).
         learnable_temperature: Learn it, clamped to ``temperature_bounds`` (paper).
         temperature_bounds: Clamp range (paper ``(0.001, 0.5)``).
@@ -128,6 +131,7 @@ class TCLObjective(Objective):
         modalities: Sequence[str] = ("image", "text"),
         embed_dim: int = 256,
         projection_layers: int = 1,
+        head: str | None = None,
         temperature: float = 0.07,
         learnable_temperature: bool = True,
         temperature_bounds: tuple[float, float] = (0.001, 0.5),
@@ -177,23 +181,26 @@ class TCLObjective(Objective):
             ),
         )
 
-        self.heads = nn.ModuleDict(
-            {
-                m: build_projection(self.embedding_dims[m], embed_dim, num_layers=projection_layers)
-                for m in self.pair
-            }
+        self.heads = modality_heads(
+            {m: self.embedding_dims[m] for m in self.pair},
+            embed_dim,
+            head=head,
+            num_layers=projection_layers,
         )
         self.momentum_heads = _frozen_copy(self.heads)
         self.local_dims = {m: self.embedding_dims[m] for m in self.pair}
         for m, d in (local_dims or {}).items():
             if m in self.local_dims:
                 self.local_dims[m] = int(d)
-        self.local_heads = nn.ModuleDict(
+        self.local_heads = modality_heads(
             {
-                m: build_projection(self.local_dims[m], embed_dim, num_layers=projection_layers)
+                m: self.local_dims[m]
                 for m in self.pair
                 if self.local_dims[m] != self.embedding_dims[m]
-            }
+            },
+            embed_dim,
+            head=head,
+            num_layers=projection_layers,
         )
         if local_from_momentum:
             # Only the momentum locals are projected, so no gradient ever reaches the

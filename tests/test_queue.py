@@ -6,8 +6,8 @@ import io
 
 import pytest
 import torch
-from lightly_mm_tcl.loss import NO_INSTANCE
-from lightly_mm_tcl.queue import FeatureQueue
+
+from lightly_mm_plugins.queue import NO_GROUP, NO_INSTANCE, FeatureQueue
 
 torch.set_num_threads(1)
 
@@ -83,3 +83,18 @@ def test_enqueue_rejects_wrong_shapes() -> None:
         q.enqueue(torch.randn(2, 2), torch.arange(3))
     with pytest.raises(ValueError, match="size"):
         FeatureQueue(0, 2)
+
+
+def test_groups_and_negatives() -> None:
+    q = FeatureQueue(size=4, dim=2, gather_distributed=False, track_groups=True)
+    assert torch.equal(q.groups, torch.full((4,), NO_GROUP))
+    q.enqueue(torch.eye(2)[[0, 1, 0]], torch.tensor([5, 6, 7]), torch.tensor([0, 1, 0]))
+    q.enqueue(torch.eye(2)[[1]], torch.tensor([8]))  # written without a group
+    assert q.groups.tolist() == [0, 1, 0, NO_GROUP]
+    assert q.negatives() is None
+    got = q.negatives(ids=torch.tensor([5, 6]), groups=torch.tensor([0, 0]))
+    assert got.tolist() == [[False, False, True, False], [True, False, True, False]]
+    assert "groups" in q.state_dict()
+    assert "groups" not in FeatureQueue(size=2, dim=2).state_dict()
+    with pytest.raises(ValueError, match="track_groups"):
+        FeatureQueue(size=2, dim=2).negatives(groups=torch.tensor([0]))
