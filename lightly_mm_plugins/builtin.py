@@ -5,6 +5,69 @@ from __future__ import annotations
 from .hookspecs import hookimpl
 from .registry import Register
 
+_F = "lightly_mm_plugins.encoders.factories:"
+
+
+@hookimpl
+def register_encoders(register: Register) -> None:
+    for name, what in (
+        ("small-resnet", "torchvision ResNet-10 at width 32, small-image stem (default image)"),
+        ("resnet18", "torchvision ResNet-18 (small-image stem up to 64 px)"),
+        ("resnet50", "torchvision ResNet-50 (small-image stem up to 64 px)"),
+        ("vit", "torchvision VisionTransformer, small configuration"),
+    ):
+        register(
+            name,
+            _F + "torchvision_encoder",
+            description=what,
+            modalities=("image",),
+            default_model=name,
+        )
+    register(
+        "torchvision",
+        _F + "torchvision_encoder",
+        description="torchvision:<small-resnet|resnet18|resnet50|vit>",
+        modalities=("image",),
+        takes_model=True,
+    )
+    register(
+        "minilm",
+        _F + "text_encoder",
+        description="all-MiniLM-L6-v2, packaged offline (default text)",
+        modalities=("text",),
+        default_model="minilm",
+    )
+    register(
+        "hf",
+        _F + "hf_encoder",
+        check=_F + "check_hf",
+        description="hf:PATH, a local Hugging Face transformers / sentence-transformers folder",
+        modalities=("text",),
+        takes_model=True,
+    )
+    register(
+        "timm",
+        _F + "timm_encoder",
+        check=_F + "check_timm",
+        description="timm:<any timm.create_model name> (extra [timm])",
+        modalities=("image",),
+        takes_model=True,
+    )
+    register(
+        "open_clip",
+        _F + "open_clip_encoder",
+        check=_F + "check_open_clip",
+        description="open_clip:<model>, its image or text tower (extra [open_clip])",
+        modalities=("image", "text"),
+        takes_model=True,
+    )
+    register(
+        "mlp",
+        _F + "mlp_encoder",
+        description="FactorCL's MLP (default vector)",
+        modalities=("vector",),
+    )
+
 
 @hookimpl
 def register_heads(register: Register) -> None:

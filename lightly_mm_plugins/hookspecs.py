@@ -30,7 +30,10 @@ Hook arguments have no default values (pluggy 1.6 and 1.7 treat defaults
 differently). New arguments are only ever added; a plugin may accept fewer
 arguments than the spec lists (pluggy passes only the ones it names).
 
-:data:`HOOKSPEC_VERSION` is the version of this contract. A plugin may set a
+:data:`HOOKSPEC_VERSION` is the version of this contract: the minor number
+grows when a hook is added (1.1 added :func:`register_encoders`; a plugin
+built for 1.0 works unchanged), the major number when a hook changes
+incompatibly. A plugin may set a
 module attribute ``LIGHTLY_MM_HOOKSPEC = "1"``; a plugin built for a newer
 major version than the host is rejected with a clear error instead of a
 confusing ``TypeError``.
@@ -47,7 +50,7 @@ if TYPE_CHECKING:
 
 PROJECT_NAME = "lightly_mm_plugins"
 ENTRY_POINT_GROUP = "lightly_mm_plugins"
-HOOKSPEC_VERSION = "1.0"
+HOOKSPEC_VERSION = "1.1"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
@@ -127,4 +130,36 @@ def register_stage_schedulers(register: Register) -> None:
         @hookimpl
         def register_stage_schedulers(register):
             register("two-stage", "my_plugin.stages:TwoStage")
+    """
+
+
+@hookspec
+def register_encoders(register: Register) -> None:
+    """Register modality encoders (backbones), usable by name on the command line.
+
+    Called once, the first time the encoder registry is used. Added in hook
+    spec 1.1.
+
+    ``factory(kind=..., model=..., **kwargs)`` must return a
+    :class:`lightly_mm_plugins.api.Encoder` (``feature_dim`` > 0; set
+    ``supports_local`` and implement ``forward_local`` where the backbone has
+    local features). ``kind`` is the modality kind (``image``, ``text``,
+    ``vector``); ``model`` is what follows the colon in ``--image-encoder
+    NAME:MODEL`` (None, or ``default_model``, for a plain name). ``kwargs``
+    are what the pipeline knows: ``image_size`` for images, ``trainable`` for
+    text, ``input_dim`` for vectors, and ``weights_path`` only when the user
+    passed ``--image-weights`` / ``--text-weights`` (load it with
+    :func:`lightly_mm_plugins.encoders.weights.load_weights`; never download
+    anything). Accept ``**kwargs`` for forward compatibility.
+
+    Metadata the host reads: ``modalities=("image",)`` (the kinds it
+    encodes; required), ``takes_model=True`` (a family used as ``name:model``),
+    ``default_model="..."`` (the model of a plain name).
+
+    Example::
+
+        @hookimpl
+        def register_encoders(register):
+            register("my-cnn", "my_plugin.encoders:MyCNN", modalities=("image",),
+                     description="a 4-layer CNN")
     """

@@ -1,7 +1,7 @@
 """Name -> factory tables, one per kind of component.
 
 A :class:`Registry` holds the entries one kind (views, objectives, heads,
-stage schedulers) collected from all plugins. Names are unique per kind: a
+stage schedulers, encoders) collected from all plugins. Names are unique per kind: a
 name registered by two distributions becomes a *conflict*, asking for it
 raises :class:`PluginConflictError` naming both, and every other name keeps
 working.
@@ -23,12 +23,13 @@ from .errors import (
     UnknownComponentError,
 )
 
-KINDS: tuple[str, ...] = ("views", "objectives", "heads", "stage_schedulers")
+KINDS: tuple[str, ...] = ("views", "objectives", "heads", "stage_schedulers", "encoders")
 KIND_SINGULAR = {
     "views": "view",
     "objectives": "objective",
     "heads": "head",
     "stage_schedulers": "stage scheduler",
+    "encoders": "encoder",
 }
 
 

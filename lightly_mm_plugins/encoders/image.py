@@ -43,7 +43,6 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +50,7 @@ import torch
 from torch import Tensor, nn
 
 from ..api import Encoder
+from .weights import load_weights
 
 __all__ = ["IMAGE_ENCODERS", "ImageEncoder", "load_weights"]
 
@@ -230,57 +230,3 @@ class ImageEncoder(Encoder):
             local = h.flatten(2).transpose(1, 2)
         mask = torch.ones(local.shape[:2], dtype=torch.bool, device=local.device)
         return glob, local, mask
-
-
-def load_weights(module: nn.Module, path: str | Path, what: str = "the encoder") -> None:
-    """Load a user's state dict into ``module`` safely, or raise a ``ValueError`` saying why.
-
-    The file is read with ``torch.load(weights_only=True)`` (no arbitrary
-    pickles). Accepted: ``module.state_dict()``, a dict holding it under
-    ``"state_dict"``, or an encoder state dict whose keys all start with
-    ``backbone.``. Missing keys, unexpected keys and shape mismatches are
-    listed in the error.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unpickling failure means "not a plain state dict"
-        raise ValueError(
-            f"cannot read weights from {str(path)!r} with weights_only=True ({exc}); "
-            "save a plain state dict: torch.save(model.state_dict(), path)"
-        ) from exc
-    if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
-        state = state["state_dict"]
-    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(
-            f"{str(path)!r} does not hold a state dict (name -> tensor); "
-            "save one with torch.save(model.state_dict(), path)"
-        )
-    prefix = "backbone."
-    if state and all(k.startswith(prefix) for k in state):
-        state = {k[len(prefix) :]: v for k, v in state.items()}
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(
-        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-        for k in set(own) & set(state)
-        if state[k].shape != own[k].shape
-    )
-    if missing or unexpected or wrong:
-        parts = []
-        for label, keys in (
-            ("missing keys", missing),
-            ("unexpected keys", unexpected),
-            ("shape mismatches (file vs model)", wrong),
-        ):
-            if keys:
-                more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
-                parts.append(f"{len(keys)} {label}: {', '.join(keys[:3])}{more}")
-        raise ValueError(
-            f"weights in {str(path)!r} do not fit {what}: {'; '.join(parts)}. "
-            "Pass weights saved from the same encoder name, width and image size."
-        )
-    module.load_state_dict(state)

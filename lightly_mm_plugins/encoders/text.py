@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from ..api import Encoder
 
-__all__ = ["TEXT_ENCODERS", "TextEncoder", "default_model_path"]
+__all__ = ["TEXT_ENCODERS", "TextEncoder", "default_model_path", "frozen_text_encoder"]
 
 #: Named text models (anything else must be a local sentence-transformers folder).
 TEXT_ENCODERS: tuple[str, ...] = ("minilm",)
@@ -64,11 +64,17 @@ def _resolve_model(model: str | os.PathLike[str] | None) -> Path:
     if model is None or str(model) == "minilm":
         return default_model_path()
     path = Path(model)
-    if not (path / "modules.json").is_file():
+    if not ((path / "modules.json").is_file() or (path / "config.json").is_file()):
+        hint = (
+            " (it looks like a Hugging Face Hub id; download the model yourself and pass its "
+            "folder)"
+            if "/" in str(model) and not path.exists()
+            else ""
+        )
         raise ValueError(
             f"unknown text encoder {str(model)!r}: use one of {', '.join(TEXT_ENCODERS)} or the "
-            "path of a local sentence-transformers model folder (with modules.json); "
-            "nothing is downloaded"
+            "path of a local sentence-transformers model folder (with modules.json) or Hugging "
+            f"Face transformers model folder (with config.json){hint}; nothing is downloaded"
         )
     return path
 
@@ -87,17 +93,68 @@ def _check_texts(texts: Any) -> list[str]:
     return list(texts)
 
 
+def _transformer_keys(prefix: str) -> Any:
+    """Map the keys of a bare Hugging Face model (``model.state_dict()``,
+    ``model.safetensors``) or a SentenceTransformer (``0.auto_model.*``) to this
+    encoder's layout, where the Hugging Face model lives at ``prefix``."""
+
+    def convert(state: dict[str, Tensor]) -> dict[str, Tensor]:
+        out = {}
+        for k, v in state.items():
+            if k.startswith(("transformer.", "pooling.")):
+                out[k] = v
+                continue
+            if k.startswith("0."):
+                k = k[2:]
+                head, _, rest = k.partition(".")
+                k = rest if head in ("auto_model", "model") else k
+            out[prefix + k] = v
+        return out
+
+    return convert
+
+
+def frozen_text_encoder(model: Any = "minilm", **kwargs: Any) -> TextEncoder:
+    """A frozen sentence-transformers text backbone for your own training script.
+
+    ``SentenceTransformer.encode`` runs under ``torch.inference_mode``: its
+    outputs are *inference tensors*, and a trainable head on top of them fails
+    in backward with "Inference tensors cannot be saved for backward". This
+    encoder runs the same modules (tokenizer, transformer, pooling) itself
+    under ``torch.no_grad`` instead, so its output is an ordinary constant
+    tensor that any head can train on; it stays in eval mode and caches
+    repeated captions.
+
+    Args:
+        model: ``"minilm"`` (the packaged all-MiniLM-L6-v2), a local
+            sentence-transformers / Hugging Face folder, or a
+            ``SentenceTransformer`` you already loaded.
+        **kwargs: :class:`TextEncoder` arguments (``max_seq_length``, ``cache_size``,
+            ``weights_path``).
+
+    Example:
+        >>> text = frozen_text_encoder()                         # doctest: +SKIP
+        >>> head = torch.nn.Linear(text.feature_dim, 64)          # doctest: +SKIP
+        >>> head(text(["a caption"])).sum().backward()            # doctest: +SKIP
+    """
+    return TextEncoder(model, trainable=False, **kwargs)
+
+
 class TextEncoder(Encoder):
     """Sentence embeddings (pooled, before any ``Normalize``) and token features.
 
     Args:
-        model: ``"minilm"`` (default: the packaged all-MiniLM-L6-v2) or the path
-            of a local sentence-transformers model folder.
+        model: ``"minilm"`` (default: the packaged all-MiniLM-L6-v2), the path
+            of a local sentence-transformers model folder or Hugging Face
+            transformers folder (mean pooling), or a loaded ``SentenceTransformer``.
         trainable: Fine-tune the transformer (True) or keep it frozen (False,
             default: no gradient, eval mode, ``no_grad``; fast on a CPU).
         max_seq_length: Tokens per caption (longer captions are truncated).
         cache_size: Frozen only: captions whose embeddings are remembered
             (0 disables the cache). Cleared when weights are loaded.
+        weights_path: Optional weights file (safetensors or a ``weights_only``
+            state dict) of the same model: this encoder's ``state_dict()``, a
+            SentenceTransformer's, or the bare Hugging Face model's.
 
     Shapes: ``forward(list of N str) -> (N, feature_dim)`` (384 for MiniLM);
     ``forward_local(texts) -> (global (N, D), tokens (N, L, local_dim), mask (N, L))``
@@ -109,27 +166,34 @@ class TextEncoder(Encoder):
 
     def __init__(
         self,
-        model: str | os.PathLike[str] | None = "minilm",
+        model: Any = "minilm",
         trainable: bool = False,
         max_seq_length: int = 32,
         cache_size: int = 200_000,
+        weights_path: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
         if max_seq_length < 2:
             raise ValueError(f"max_seq_length must be at least 2, got {max_seq_length}")
-        path = _resolve_model(model)
         # Must precede the first import of huggingface_hub / transformers to take effect.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
-        st = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        st: Any
+        if isinstance(model, SentenceTransformer):
+            # A model the caller already loaded (e.g. with SentenceTransformer(folder)).
+            st, path = model, None
+        else:
+            path = _resolve_model(model)
+            # A plain transformers folder gets sentence-transformers' default mean pooling.
+            st = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         modules = list(st)
         if not modules or not (
             hasattr(modules[0], "preprocess") or hasattr(modules[0], "tokenize")
         ):
             raise ValueError(
-                f"text model {str(path)!r} does not start with a tokenising module "
+                f"text model {str(path or model)!r} does not start with a tokenising module "
                 "(sentence_transformers Transformer); use a transformer-based model"
             )
         config = getattr(getattr(modules[0], "auto_model", None), "config", None)
@@ -140,7 +204,7 @@ class TextEncoder(Encoder):
             )
         first: Any = modules[0]
         first.max_seq_length = max_seq_length
-        self.model_path = path
+        self.model_path: Path | None = path
         self.max_seq_length = max_seq_length
         self.transformer = first
         # Pooling (and e.g. Dense) modules; Normalize is dropped: see the module docstring.
@@ -156,9 +220,26 @@ class TextEncoder(Encoder):
         self.trainable = bool(trainable)
         self.cache_size = int(cache_size)
         self._cache: dict[str, Tensor] = {}
+        if weights_path is not None:
+            from .weights import load_weights
+
+            load_weights(
+                self,
+                weights_path,
+                what=f"text encoder {str(path or model)!r}",
+                prefixes=("module.",),
+                convert=_transformer_keys(self._hf_prefix()),
+            )
         for p in self.parameters():
             p.requires_grad_(self.trainable)
         self.train(self.training)
+
+    def _hf_prefix(self) -> str:
+        """Key prefix of the Hugging Face model inside this encoder (``transformer.<attr>.``)."""
+        for name, child in self.transformer.named_children():
+            if hasattr(child, "config"):
+                return f"transformer.{name}."
+        return "transformer."
 
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         # New weights make remembered embeddings stale.

@@ -49,9 +49,31 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="image side length (default: the data set's, 16 for the digits)",
     )
     p.add_argument(
-        "--image-encoder", default=None, help="small-resnet (default), resnet18, resnet50, vit"
+        "--image-encoder",
+        default=None,
+        help="a registered image encoder: small-resnet (default), resnet18, resnet50, vit, "
+        "timm:<any timm model> (extra [timm]), open_clip:<model> (extra [open_clip]), or one a "
+        "plugin registers; random init unless --image-weights",
     )
-    p.add_argument("--text-encoder", default=None, help="minilm (default, offline)")
+    p.add_argument(
+        "--image-weights",
+        default=None,
+        metavar="PATH",
+        help="weights of the image encoder: a .safetensors file or a state dict "
+        "(read with torch.load(weights_only=True)); nothing is downloaded",
+    )
+    p.add_argument(
+        "--text-encoder",
+        default=None,
+        help="minilm (default, offline), hf:<local transformers / sentence-transformers "
+        "folder> (or the folder itself), open_clip:<model>, or one a plugin registers",
+    )
+    p.add_argument(
+        "--text-weights",
+        default=None,
+        metavar="PATH",
+        help="weights of the text encoder (.safetensors or a weights_only state dict)",
+    )
     p.add_argument(
         "--train-text", action="store_true", help="fine-tune the text transformer (default: frozen)"
     )

@@ -41,7 +41,10 @@ class TrainConfig:
     warmup_epochs: float = 0.5
     image_size: int | None = None
     image_encoder: str | None = None
+    #: Weights file of the image / text encoder (safetensors or a state dict).
+    image_weights: str | None = None
     text_encoder: str | None = None
+    text_weights: str | None = None
     train_text: bool = False
     accelerator: str = "auto"
     devices: str | int = 1

@@ -73,9 +73,13 @@ def build_components(cfg: TrainConfig) -> dict[str, Any]:
     encoders = {}
     for m, kind in kinds.items():
         if kind == "image":
-            encoders[m] = build_encoder("image", cfg.image_encoder, image_size=image_size)
+            encoders[m] = build_encoder(
+                "image", cfg.image_encoder, image_size=image_size, weights_path=cfg.image_weights
+            )
         elif kind == "text":
-            encoders[m] = build_encoder("text", cfg.text_encoder, trainable=cfg.train_text)
+            encoders[m] = build_encoder(
+                "text", cfg.text_encoder, trainable=cfg.train_text, weights_path=cfg.text_weights
+            )
         else:
             dim = int(train_set[0].observations[m][0].shape[-1])
             encoders[m] = build_encoder("vector", None, input_dim=dim)
@@ -390,7 +394,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             "method": cfg.method,
             "kinds": parts["kinds"],
             "image_encoder": cfg.image_encoder,
+            "image_weights": cfg.image_weights,
             "text_encoder": cfg.text_encoder,
+            "text_weights": cfg.text_weights,
         },
         out / "encoders.pt",
     )

@@ -170,7 +170,9 @@ FIELD_RULES: dict[str, Rule] = {
     "warmup_epochs": non_negative_float,
     "image_size": optional(positive_int),
     "image_encoder": optional(non_empty_str),
+    "image_weights": optional(existing_path("file")),
     "text_encoder": optional(non_empty_str),
+    "text_weights": optional(existing_path("file")),
     "train_text": flag_value,
     "accelerator": one_of("auto", "cpu", "gpu", "cuda"),
     "devices": devices,
@@ -391,8 +393,23 @@ def validate_config(cfg: Any, host: Any = None) -> None:
             if inner is not None:
                 rest = {k: v for k, v in kwargs.items() if k != "inner"}
                 check_component_arguments(inner.resolve(), rest, f"{what} (via {inner.name!r})")
+    check_encoders(cfg)
     check_data_spec(cfg.data)
     check_devices(cfg.accelerator, cfg.devices)
+
+
+def check_encoders(cfg: Any) -> None:
+    """``--image-encoder`` / ``--text-encoder`` name registered encoders of that modality
+    (a timm / open_clip name is checked by its family, without building the model)."""
+    from ..encoders import resolve_encoder
+
+    for kind in ("image", "text"):
+        spec = getattr(cfg, f"{kind}_encoder", None)
+        if spec:
+            try:
+                resolve_encoder(kind, spec)
+            except (ValueError, ImportError) as exc:
+                raise ConfigError(f"--{kind}-encoder {spec}: {exc}") from exc
 
 
 def _forwarded_to(factory: Any, kwargs: Mapping[str, Any], host: Any, kind: str) -> Any:
