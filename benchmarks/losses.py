@@ -798,6 +798,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, default=None, help="Markdown file to write")
     p.add_argument("--no-write", action="store_true", help="print only")
     p.add_argument("--scaling-output", type=Path, default=None)
+    p.add_argument(
+        "--vs-open-clip",
+        action="store_true",
+        help="time the CLIP-family losses next to open_clip's ClipLoss in one process "
+        "(default sizes 768, 1536, 3072) and write that section of the results page",
+    )
+    p.add_argument("--vs-dim", type=int, default=256, help="D of --vs-open-clip")
     p.add_argument("--_worker", help=argparse.SUPPRESS)
     return p
 
@@ -1456,11 +1463,136 @@ def default_output(args: argparse.Namespace) -> Path:
     return RESULTS / f"losses-{args.device}{suffix}.md"
 
 
+# =====================================================================================
+# Side by side with open_clip's ClipLoss (issue 21): one process, interleaved runs.
+# =====================================================================================
+
+VS_OPEN_CLIP = "ClipLoss (open_clip)"
+
+
+def vs_open_clip(
+    sizes: list[int], dim: int, repeats: int, threads: int
+) -> tuple[list[dict[str, Any]], str]:
+    """Forward+backward times of the CLIP-family losses next to open_clip's ``ClipLoss``.
+
+    Every row is timed against ``ClipLoss`` at the *same number of pairs* (``ratio`` =
+    open_clip time / row time, > 1 is faster), in one process with ``threads`` torch
+    threads, fp32; every repeat runs all rows once in turn (interleaved, so a busy
+    neighbour slows all rows alike) and the median of the repeats is reported. Inputs
+    are raw ``(pairs, dim)`` features; ``ClipLoss`` gets them L2-normalised inside the
+    timed step (the project's losses normalise inside) and a learnable logit scale.
+    """
+    import torch
+    import torch.nn.functional as F
+    from lightly_mm_cct.loss import CCTLoss
+    from lightly_mm_clip.loss import CLIPLoss
+    from lightly_mm_mxmclr.loss import MXMCLRLoss
+    from open_clip.loss import ClipLoss
+
+    torch.set_num_threads(threads)
+    gen = torch.Generator().manual_seed(0)
+
+    def leaf(*shape: int) -> Any:
+        return torch.randn(*shape, generator=gen).requires_grad_(True)
+
+    open_clip_loss = ClipLoss()
+    scale = torch.tensor(math.log(1 / 0.07), requires_grad=True)
+
+    def open_clip_step(a: Any, b: Any) -> Callable[[], Any]:
+        return lambda: open_clip_loss(F.normalize(a, dim=-1), F.normalize(b, dim=-1), scale.exp())
+
+    cases: list[tuple[str, int, Callable[[], Any], list[Any]]] = []
+    for n in sizes:
+        a, b = leaf(n, dim), leaf(n, dim)
+        clip = CLIPLoss(learnable_temperature=True)
+        mxm = MXMCLRLoss(learnable_temperature=True)
+        mcl_labels = torch.zeros(n, dtype=torch.long)
+        views = leaf(n, 2, dim)
+        cct = CCTLoss()
+        cases += [
+            (VS_OPEN_CLIP, n, open_clip_step(a, b), [a, b, scale]),
+            ("CLIPLoss", n, lambda a=a, b=b, m=clip: m(a, b), [a, b, *clip.parameters()]),
+            ("MXMCLRLoss, 1 fold", n, lambda a=a, b=b, m=mxm: m(a, b), [a, b, *mxm.parameters()]),
+            (
+                "CLIPLoss, all pseudo labels equal (MCL stage 1)",
+                n,
+                lambda a=a, b=b, m=clip, g=mcl_labels: m(a, b, pseudo_labels=g),
+                [a, b, *clip.parameters()],
+            ),
+            ("CCTLoss, 2 views", n, lambda v=views, m=cct: m(v), [views]),
+        ]
+        if n % 3 == 0:
+            fa, fb = leaf(n // 3, 3, dim), leaf(n // 3, 3, dim)
+            cases.append(
+                (
+                    "MXMCLRLoss, 3x3 folds (N/3 instances)",
+                    n,
+                    lambda a=fa, b=fb, m=mxm: m(a, b),
+                    [fa, fb, *mxm.parameters()],
+                )
+            )
+    times: dict[tuple[str, int], list[float]] = {(name, n): [] for name, n, _, _ in cases}
+
+    def step(fn: Callable[[], Any], leaves: list[Any]) -> float:
+        for x in leaves:
+            x.grad = None
+        start = time.perf_counter()
+        fn().backward()
+        return time.perf_counter() - start
+
+    for _ in range(2):  # warm-up
+        for _, _, fn, leaves in cases:
+            step(fn, leaves)
+    for _ in range(repeats):
+        for name, n, fn, leaves in cases:
+            times[(name, n)].append(step(fn, leaves))
+    rows = []
+    for name, n, _, _ in cases:
+        ms = statistics.median(times[(name, n)]) * 1e3
+        ref = statistics.median(times[(VS_OPEN_CLIP, n)]) * 1e3
+        rows.append({"row": name, "pairs": n, "ms": ms, "ratio": ref / ms})
+    lines = [
+        "## Against open_clip's ClipLoss (same run, same number of pairs)",
+        "",
+        f"- Command: `python benchmarks/losses.py --vs-open-clip --threads {threads}`; "
+        f"D = {dim}, fp32, forward + backward, torch threads {threads}",
+        f"- Median of {repeats} interleaved repeats (every repeat runs each row once, in "
+        "turn) after 2 warm-up rounds; the machine is shared and noisy (other jobs ran "
+        "at the same time), so single ratios move by about ±10 %.",
+        "- ratio = open_clip time / row time at the same number of pairs (> 1: faster "
+        "than open_clip). Targets (issue 21): MXM-CLR 1 fold >= 0.91, 3x3 folds >= 0.8, "
+        "CCT 2 views >= 0.8, MCL stage loss with one group >= 0.95.",
+        "",
+        "| row | pairs | fwd+bwd ms | ratio |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['row']} | {r['pairs']} | {r['ms']:.2f} | {r['ratio']:.2f} |")
+    return rows, "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     if args._worker is not None:
         worker_main(args._worker)
+        return 0
+    if args.vs_open_clip:
+        sizes = args.batch_sizes if "--batch-sizes" in argv else [768, 1536, 3072]
+        _, section = vs_open_clip(sizes, args.vs_dim, args.repeats, args.threads)
+        print(section)
+        if not args.no_write:
+            out = args.output or RESULTS / "losses-cpu.md"
+            text = out.read_text() if out.exists() else ""
+            marker = "## Against open_clip's ClipLoss"
+            if marker in text:  # replace the section (up to the next one)
+                head, _, rest = text.partition(marker)
+                _, sep, tail = rest.partition("\n## ")
+                text = head + section + ("\n## " + tail if sep else "")
+            else:
+                text = text.rstrip() + "\n\n" + section
+            out.write_text(text)
+            log(f"wrote {out}")
         return 0
     args = resolve_args(args, argv)
     rows = plan_rows(args)

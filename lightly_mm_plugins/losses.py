@@ -503,6 +503,8 @@ def cross_modal_info_nce(
             f"cross_modal_info_nce needs at least 2 pairs (negatives), got N={n}; "
             "use a larger batch (and drop_last=True)"
         )
+    if pseudo_labels is not None and _one_group(pseudo_labels, gather_distributed):
+        pseudo_labels = None  # one group keeps every pair: no mask to build (MCL's stage 1)
     if normalize:
         a = F.normalize(a, dim=-1)
         b = F.normalize(b, dim=-1)
@@ -521,6 +523,20 @@ def cross_modal_info_nce(
         logits_ab = logits_ab.masked_fill_(~keep, _NEG_INF)
         logits_ba = logits_ba.masked_fill_(~keep, _NEG_INF)
     return 0.5 * (F.cross_entropy(logits_ab, targets) + F.cross_entropy(logits_ba, targets))
+
+
+def _one_group(labels: Tensor, gather_distributed: bool) -> bool:
+    """Whether every pseudo label is the same, checked where that costs no device sync.
+
+    Only CPU labels of a single process are looked at (an accelerator would have to
+    wait for the device; gathered labels would need the other ranks'); elsewhere the
+    answer is False and the (then no-op) mask is built.
+    """
+    if labels.device.type != "cpu" or labels.numel() == 0:
+        return False
+    if gather_distributed and world_size() > 1:
+        return False
+    return bool((labels == labels.reshape(-1)[0]).all())
 
 
 def _chunked_info_nce(

@@ -173,3 +173,14 @@ def test_pipeline_benchmark_quick_run_prints_both_tables() -> None:
     for command in ("`import lightly`", "`import lightly_mm_plugins + discovery`"):
         assert command in rows, out
     assert "`lightly-mm plugins`" in rows
+
+
+def test_vs_open_clip_rows_and_ratios() -> None:
+    pytest.importorskip("open_clip")
+    bench = _load()
+    rows, section = bench.vs_open_clip([12, 24], dim=8, repeats=1, threads=1)
+    names = {r["row"] for r in rows}
+    assert bench.VS_OPEN_CLIP in names and "MXMCLRLoss, 3x3 folds (N/3 instances)" in names
+    assert all(r["ratio"] > 0 for r in rows)
+    assert [r["ratio"] for r in rows if r["row"] == bench.VS_OPEN_CLIP] == [1.0, 1.0]
+    assert section.startswith("## Against open_clip's ClipLoss")

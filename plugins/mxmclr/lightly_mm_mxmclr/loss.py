@@ -84,6 +84,7 @@ from lightly_mm_plugins.losses import (
     check_chunk_size,
     check_gather_distributed,
     check_temperature,
+    cross_modal_info_nce,
     gather_cat,
     rank_offset,
     world_size,
@@ -478,6 +479,16 @@ class MXMCLRLoss(nn.Module):
                 f"a and b must have the same number of instances N and features D, got "
                 f"{tuple(a.shape)} and {tuple(b.shape)}"
             )
+        # One fold per instance, all valid, one id per instance: every anchor has
+        # exactly one positive, h = w = one-hot and the loss is CLIP's InfoNCE.
+        one_to_one = (
+            a.shape[1] == 1
+            and b.shape[1] == 1
+            and mask_a is None
+            and mask_b is None
+            and instance_ids is None
+            and not (self.gather_distributed and world_size() > 1)
+        )
         mask_a = _as_mask(mask_a, a, "mask_a")
         mask_b = _as_mask(mask_b, b, "mask_b")
         gather = self.gather_distributed
@@ -507,6 +518,16 @@ class MXMCLRLoss(nn.Module):
         if self.normalize:
             a = F.normalize(a, dim=-1)
             b = F.normalize(b, dim=-1)
+        if one_to_one:  # the same value and gradients by the fused CLIP kernel
+            loss = cross_modal_info_nce(
+                a[:, 0] * self.logit_scale(),
+                b[:, 0],
+                temperature=1.0,
+                pseudo_labels=pseudo_labels,
+                normalize=False,
+                chunk_size=self.chunk_size,
+            )
+            return MXMCLRTerms(loss=loss, hard=loss, soft=loss)
         ma, mb, d = a.shape[1], b.shape[1], a.shape[-1]
         # One row per observation: (N·M, D), its instance id, validity and group.
         ua, ub = a.reshape(n * ma, d), b.reshape(n * mb, d)

@@ -1,0 +1,83 @@
+"""Fast paths of the CLIP-family losses against straightforward dense references (float64)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lightly_mm_plugins.losses import cross_modal_info_nce
+
+
+def _dense_clip(a, b, scale, groups=None):
+    """CLIP's symmetric InfoNCE, written out: logits, group mask, two cross-entropies."""
+    logits = scale * F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T
+    if groups is not None:
+        logits = logits.masked_fill(groups[:, None] != groups[None, :], float("-inf"))
+    target = torch.arange(a.shape[0])
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def _inputs(n=10, d=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, d, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(n, d, generator=g, dtype=torch.float64, requires_grad=True)
+    return a, b
+
+
+@pytest.mark.parametrize("chunk", [None, 3])
+@pytest.mark.parametrize("soft", [(0.0, None), (0.5, None), (1.0, 0.3)])
+@pytest.mark.parametrize("labels", [None, "groups"])
+def test_mxmclr_one_fold_equals_dense_clip(chunk, soft, labels) -> None:
+    from lightly_mm_mxmclr.loss import MXMCLRLoss
+
+    a, b = _inputs()
+    groups = torch.tensor([0, 1, 0, 1, 2, 2, 0, 1, 2, 0]) if labels else None
+    loss_fn = MXMCLRLoss(
+        temperature=0.1,
+        soft_weight=soft[0],
+        soft_temperature=soft[1],
+        learnable_temperature=True,
+        chunk_size=chunk,
+    ).double()
+    terms = loss_fn.terms(a.unsqueeze(1), b, pseudo_labels=groups)  # (N, 1, D) and (N, D)
+    want = _dense_clip(a, b, loss_fn.log_scale.exp(), groups)
+    params = (a, b, loss_fn.log_scale)
+    torch.testing.assert_close(terms.loss, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(terms.hard, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(terms.soft, want, rtol=1e-12, atol=1e-12)
+    got_g = torch.autograd.grad(terms.loss, params)
+    want_g = torch.autograd.grad(want, params)
+    for got, ref in zip(got_g, want_g, strict=True):
+        torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_mxmclr_one_fold_with_masks_or_ids_takes_the_general_path() -> None:
+    from lightly_mm_mxmclr.loss import MXMCLRLoss
+
+    a, b = _inputs()
+    loss_fn = MXMCLRLoss(temperature=0.1).double()
+    ids = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8, 0])  # two rows of one instance
+    got = loss_fn(a.unsqueeze(1), b.unsqueeze(1), instance_ids=ids)
+    assert not torch.allclose(got, _dense_clip(a, b, 10.0))  # multi-positive: not CLIP
+
+
+@pytest.mark.parametrize("chunk", [None, 4])
+def test_one_pseudo_label_group_equals_no_mask_and_dense(chunk) -> None:
+    a, b = _inputs(seed=1)
+    same = torch.full((10,), 3)
+    got = cross_modal_info_nce(a, b, 0.2, pseudo_labels=same, chunk_size=chunk)
+    want = _dense_clip(a, b, 5.0, same)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    got_g = torch.autograd.grad(got, (a, b))
+    want_g = torch.autograd.grad(want, (a, b))
+    for g1, g2 in zip(got_g, want_g, strict=True):
+        torch.testing.assert_close(g1, g2, rtol=1e-10, atol=1e-12)
+    mixed = same.clone()
+    mixed[0] = 4  # two groups: masked
+    torch.testing.assert_close(
+        cross_modal_info_nce(a, b, 0.2, pseudo_labels=mixed, chunk_size=chunk),
+        _dense_clip(a, b, 5.0, mixed),
+        rtol=1e-12,
+        atol=1e-12,
+    )
