@@ -152,7 +152,11 @@ def make_objective(method: str, dim: int, args: argparse.Namespace) -> nn.Module
         return lmm.create_objective(
             "cct", embedding_dims=dims, modalities=mods, projection_dim=dim, weighting="uniform"
         )
-    weights = {"tcl": {}, "tcl-cma": {"intra_modal_weight": 0.0, "local_weight": 0.0}}[method]
+    weights = {
+        "tcl": {},  # CMA + IMC + LMI
+        "tcl-imc": {"local_weight": 0.0},  # CMA + IMC
+        "tcl-cma": {"intra_modal_weight": 0.0, "local_weight": 0.0},  # cross-modal only
+    }[method]
     return lmm.create_objective(
         "tcl",
         embedding_dims=dims,
@@ -160,6 +164,7 @@ def make_objective(method: str, dim: int, args: argparse.Namespace) -> nn.Module
         embed_dim=dim,
         queue_size=args.queue,
         local_pool_grid=None,
+        momentum=getattr(args, "momentum", 0.995),
         **weights,
     )
 
@@ -247,8 +252,9 @@ def cmd_cct(args: argparse.Namespace) -> None:
 
 
 def cmd_tcl(args: argparse.Namespace) -> None:
+    extra = {} if args.momentum == 0.995 else {"momentum": args.momentum}
     jobs = [
-        {"method": m, "batch": args.batch, "mismatch": f, "seed": s, "steps": args.steps}
+        {"method": m, "batch": args.batch, "mismatch": f, "seed": s, "steps": args.steps, **extra}
         for s in args.seeds
         for f in args.mismatch
         for m in args.methods
@@ -360,38 +366,47 @@ def group(
 
 
 FCL_ROWS = (
-    ("raw", "raw `[x1, x2]` (logistic regression on the inputs)", None),
-    ("random-init", "random-init backbones (untrained)", None),
+    # label, project method, official-code method (None: not a trained method)
+    ("raw `[x1, x2]` (inputs, no encoder)", "raw", None),
+    ("random-init backbones (untrained)", "random-init", None),
     ("FactorCL-SUP", "proj-sup", "up-sup"),
     ("FactorCL-SSL", "proj-ssl", "up-ssl"),
-    ("contrastive baseline", "proj-clip", "up-simclr"),
+    ("FactorCL-SSL, the plugin's defaults (pipeline heads / CLUB)", "proj-ssl-defaults", None),
+    ("contrastive baseline (project: CLIP; official: SimCLR)", "proj-clip", "up-simclr"),
 )
 
 
 def factorcl_table(rows: list[dict[str, Any]], seeds: int) -> str:
     acc = group(rows, lambda r: r["method"], "acc")
+    acc_pp = group(
+        [r for r in rows if "acc_project_probe" in r], lambda r: r["method"], "acc_project_probe"
+    )
     sec = group(rows, lambda r: r["method"], "seconds")
     proto = rows[0] if rows else {}
     lines = [
         f"N = {proto.get('n')} (80/20 split), batch {proto.get('batch_size')}, "
         f"{proto.get('epochs')} epochs FactorCL / {proto.get('simclr_epochs')} epochs contrastive, "
-        f"Adam lr {proto.get('lr')}; test accuracy of `LogisticRegression(max_iter=200)` on "
-        "`[e1(x1), e2(x2)]`; mean ± std over seeds.",
+        f"Adam lr {proto.get('lr')}. Official probe: `LogisticRegression(max_iter=200)` on "
+        "`[e1(x1), e2(x2)]`, test accuracy; pipeline probe: the project's `linear_probe` "
+        "(standardised features, `max_iter=1000`) on the same features.",
         "",
-        "| method | this project | official code (pliang279/FactorCL) "
-        "| s/run (project / official) |",
-        "|---|---|---|---|",
+        "| method | project, official probe | official code, official probe "
+        "| project, pipeline probe | official code, pipeline probe | s/run (project / official) |",
+        "|---|---|---|---|---|---|",
     ]
-    for name, ours, theirs in FCL_ROWS:
-        if theirs is None:
-            lines.append(f"| {ours} | {cell(acc.get(name, []), seeds)} | same data | – |")
+    for label, ours, theirs in FCL_ROWS:
+        if ours not in acc:
             continue
-        t = " / ".join(
-            f"{statistics.fmean(sec[k]):.0f}" if sec.get(k) else "–" for k in (ours, theirs)
-        )
-        label = name + (" (project: CLIP; official: SimCLR)" if ours == "proj-clip" else "")
-        ours_cell, theirs_cell = cell(acc.get(ours, []), seeds), cell(acc.get(theirs, []), seeds)
-        lines.append(f"| {label} | {ours_cell} | {theirs_cell} | {t} |")
+        keys = (ours, theirs) if theirs else (ours,)
+        t = " / ".join(f"{statistics.fmean(sec[k]):.0f}" if sec.get(k) else "–" for k in keys)
+        other = "same data" if theirs is None else "–"
+        cells = [
+            cell(acc.get(ours, []), seeds),
+            cell(acc.get(theirs, []), seeds) if theirs else other,
+            cell(acc_pp.get(ours, []), seeds),
+            cell(acc_pp.get(theirs, []), seeds) if theirs else other,
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {t} |")
     return "\n".join(lines)
 
 
@@ -432,14 +447,20 @@ def mcl_table(rows: list[dict[str, Any]], seeds: int) -> str:
     return "\n".join(lines).rstrip()
 
 
+def method_label(row: dict[str, Any]) -> str:
+    job = row["job"]
+    extra = [f"{k} {job[k]}" for k in ("momentum",) if k in job]
+    return job["method"] + (f" ({', '.join(extra)})" if extra else "")
+
+
 def grid_table(
     rows: list[dict[str, Any]], seeds: int, col: str, col_title: Callable[[Any], str]
 ) -> str:
     cols = sorted({r["job"][col] for r in rows})
-    methods = list(dict.fromkeys(r["job"]["method"] for r in rows))
+    methods = list(dict.fromkeys(method_label(r) for r in rows))
     lines = []
     for metric, title in (("i2t_r1", "image→text R@1"), ("probe_image", "class probe (image)")):
-        vals = group(rows, lambda r: (r["job"]["method"], r["job"][col]), metric)
+        vals = group(rows, lambda r: (method_label(r), r["job"][col]), metric)
         lines += [
             f"{title}:",
             "",
@@ -518,7 +539,8 @@ def replace_block(text: str, name: str, body: str) -> str:
 
 def cmd_report(args: argparse.Namespace) -> None:
     res = Path(args.results)
-    data = {k: load_rows(res / f"{k}.jsonl") for k in ("factorcl", "mcl", "cct", "tcl")}
+    names = ("factorcl", "mcl", "cct", "tcl", "tcl-diagnostics")
+    data = {k: load_rows(res / f"{k}.jsonl") for k in names}
     seeds = args.expected_seeds
     tables = {
         "factorcl": factorcl_table(data["factorcl"], seeds),
@@ -526,6 +548,10 @@ def cmd_report(args: argparse.Namespace) -> None:
         "cct": grid_table(data["cct"], seeds, "batch", lambda b: f"batch {b}"),
         "tcl": grid_table(data["tcl"], seeds, "mismatch", lambda f: f"{100 * f:.0f} % mismatched"),
     }
+    if data["tcl-diagnostics"]:
+        tables["tcl-diagnostics"] = grid_table(
+            data["tcl-diagnostics"], seeds, "mismatch", lambda f: f"{100 * f:.0f} % mismatched"
+        )
     page = Path(args.page)
     text = page.read_text()
     for name, body in tables.items():
@@ -566,6 +592,9 @@ def main(argv: list[str] | None = None) -> None:
             q.add_argument("--batch", type=int, default=128)
             q.add_argument("--mismatch", type=floats, default=[0.0, 0.2, 0.4])
             q.add_argument("--methods", type=strs, default=["clip", "tcl-cma", "tcl"])
+            q.add_argument(
+                "--momentum", type=float, default=0.995, help="TCL's EMA decay (paper 0.995)"
+            )
     q = sub.add_parser("mcl")
     q.add_argument("--seeds", type=ints, default=[0, 1, 2])
     q.add_argument("--variants", type=strs, default=["capacity:10"])

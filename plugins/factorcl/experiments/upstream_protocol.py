@@ -17,7 +17,9 @@ Protocol (official ``Synthetic/synthetic_example.ipynb`` + ``synthetic_model.py`
   (the notebook), test accuracy; also on the raw ``[x1, x2]``.
 
 Methods: ``proj-sup`` / ``proj-ssl`` (the project's ``FactorCLSupObjective`` /
-``FactorCLObjective``), ``proj-clip`` (the project's CLIP objective, T = 0.07 fixed,
+``FactorCLObjective`` configured as ``synthetic_model.py``), ``proj-ssl-defaults`` (the
+plugin's defaults: 2-layer heads, conditional CLUB on the augmented views, CLUB step on
+the same batch, as in the pipeline), ``proj-clip`` (the project's CLIP objective, T = 0.07 fixed,
 same heads), and with ``--upstream PATH`` (a local checkout of pliang279/FactorCL,
 imported, never copied) ``up-sup`` / ``up-ssl`` / ``up-simclr`` (upstream's
 ``FactorCLSUP`` / ``FactorCLSSL`` with ``train_sup_model``, ``SupConModel`` with
@@ -87,11 +89,23 @@ def probe(f_tr: np.ndarray, y_tr: np.ndarray, f_te: np.ndarray, y_te: np.ndarray
 @torch.no_grad()
 def probe_backbones(
     backbones: nn.ModuleList, x: Tensor, y: Tensor, tr: Tensor, te: Tensor
-) -> float:
+) -> dict[str, float]:
+    """Official probe (``acc``) and the pipeline's ``linear_probe`` (``acc_project_probe``:
+    standardised features, ``max_iter=1000``) on the same ``[e1(x1), e2(x2)]``."""
     backbones.eval()
-    feats = torch.cat([backbones[0](x[0]), backbones[1](x[1])], dim=1).numpy()
+    feats = torch.cat([backbones[0](x[0]), backbones[1](x[1])], dim=1)
     backbones.train()
-    return probe(feats[tr], y[tr].numpy(), feats[te], y[te].numpy())
+    return both_probes(feats, y, tr, te)
+
+
+def both_probes(feats: Tensor, y: Tensor, tr: Tensor, te: Tensor) -> dict[str, float]:
+    from lightly_mm_plugins.evaluation import linear_probe
+
+    f, labels = feats.numpy(), y.numpy()
+    return {
+        "acc": probe(f[tr], labels[tr], f[te], labels[te]),
+        "acc_project_probe": linear_probe(feats[tr], y[tr, 0].long(), feats[te], y[te, 0].long()),
+    }
 
 
 def augment(x: Tensor, rng: random.Random) -> Tensor:
@@ -118,7 +132,10 @@ def train_project(
     backbones = nn.ModuleList(mlp(DIM_IN, HIDDEN, EMBED, 2) for _ in range(2))
     dims, mods = {"x1": EMBED, "x2": EMBED}, ("x1", "x2")
     common = {"head_layers": 3, "critic_hidden_dim": args.critic_hidden}
-    if method == "proj-ssl":
+    ssl = method.startswith("proj-ssl")
+    if method == "proj-ssl-defaults":  # the plugin's defaults (multibench convention)
+        obj = lmm.create_objective("factorcl", embedding_dims=dims, modalities=mods)
+    elif method == "proj-ssl":
         obj = lmm.create_objective(
             "factorcl",
             embedding_dims=dims,
@@ -156,7 +173,7 @@ def train_project(
     def encoded(idx: Tensor, grad: bool = True) -> EncodedBatch:
         with torch.set_grad_enabled(grad):
             e = [backbones[m](x[m, idx]) for m in range(2)]
-            if method == "proj-ssl":
+            if ssl:
                 a = [backbones[m](augment(x[m, idx], rng)) for m in range(2)]
                 emb = {k: torch.stack([e[m], a[m]], 1) for m, k in enumerate(mods)}
             else:
@@ -172,6 +189,8 @@ def train_project(
             opt.step()
             if opt_aux is not None:  # official: a fresh batch from the whole data set
                 fresh = torch.from_numpy(np.random.choice(n, args.batch_size, replace=False))
+                if method == "proj-ssl-defaults":  # the pipeline: the same batch
+                    fresh = idx
                 aux_loss = obj.auxiliary_loss(encoded(fresh, grad=False))
                 opt_aux.zero_grad()
                 aux_loss.backward()
@@ -238,20 +257,19 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     np.random.seed(seed)
     t0 = time.time()
     if method == "raw":
-        flat = torch.cat([x[0], x[1]], 1).numpy()
-        acc = probe(flat[tr], y[tr].numpy(), flat[te], y[te].numpy())
+        accs = both_probes(torch.cat([x[0], x[1]], 1), y, tr, te)
     elif method == "random-init":
         torch.manual_seed(seed)
-        acc = probe_backbones(
+        accs = probe_backbones(
             nn.ModuleList(mlp(DIM_IN, HIDDEN, EMBED, 2) for _ in range(2)), x, y, tr, te
         )
     else:
         train = train_upstream if method.startswith("up-") else train_project
-        acc = probe_backbones(train(method, x, y, tr, args, seed), x, y, tr, te)
+        accs = probe_backbones(train(method, x, y, tr, args, seed), x, y, tr, te)
     return {
         "method": method,
         "seed": seed,
-        "acc": acc,
+        **accs,
         "seconds": round(time.time() - t0, 1),
         **protocol(args),
     }
