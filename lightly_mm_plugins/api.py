@@ -49,6 +49,7 @@ __all__ = [
     "ModalityKind",
     "Objective",
     "ObjectiveOutput",
+    "joint_embedding_problem",
     "Requirements",
     "Sample",
     "SingleStageScheduler",
@@ -259,6 +260,44 @@ class Requirements:
         return int(self.min_views)
 
 
+def joint_embedding_problem(objective: Objective) -> str | None:
+    """Why the pipeline cannot find ``objective``'s joint embedding, or None if it can.
+
+    With :attr:`Objective.joint_space` True, :meth:`Objective.joint_embedding`
+    must map ``(2, D_m)`` embeddings of every contrasted modality to ``(2, P)``
+    with the same ``P`` for all of them. Costs one tiny forward per modality.
+    """
+    if not objective.joint_space:
+        return None
+    name = type(objective).__name__
+    sizes: dict[str, int] = {}
+    param = next(objective.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    was_training = objective.training
+    objective.eval()
+    try:
+        with torch.no_grad():
+            for m in objective.modalities:
+                x = torch.zeros(2, objective.embedding_dims[m], device=device, dtype=dtype)
+                try:
+                    out = objective.joint_embedding(m, x)
+                except NotImplementedError as exc:
+                    return str(exc)
+                if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != 2:
+                    got = tuple(out.shape) if isinstance(out, Tensor) else repr(out)
+                    return (
+                        f"{name}.joint_embedding({m!r}, (2, D)) must return a (2, P) tensor, "
+                        f"got {got}; return None only with joint_space = False"
+                    )
+                sizes[m] = int(out.shape[1])
+    finally:
+        objective.train(was_training)
+    if len(set(sizes.values())) > 1:
+        return f"{name}.joint_embedding gives different sizes per modality: {sizes}"
+    return None
+
+
 @dataclass
 class ObjectiveOutput:
     """Loss to minimise plus named scalars to log (detached by the pipeline)."""
@@ -281,11 +320,24 @@ class Objective(nn.Module):
     ``auxiliary_lr``); after each main step the pipeline runs
     ``auxiliary_steps`` times ``auxiliary_loss(batch.detach())`` and steps only
     those parameters. The main optimizer never sees them.
+
+    Joint embedding (cross-modal retrieval): :meth:`joint_embedding` maps a
+    modality's encoder embedding into the space the loss compares modalities
+    in; the pipeline evaluates retrieval there and checks, when it builds the
+    objective, that every contrasted modality has one
+    (:func:`joint_embedding_problem`). The default reads ``self.heads[modality]``
+    (the ``nn.ModuleDict`` that :func:`lightly_mm_plugins.heads.modality_heads`
+    builds); an objective that keeps its heads elsewhere overrides the method,
+    and one without a shared space (FactorCL's critics) sets
+    :attr:`joint_space` to False, so retrieval is not evaluated.
     """
 
     requirements: Requirements = Requirements()
     auxiliary_steps: int = 0
     auxiliary_lr: float = 1e-4
+    #: Whether :meth:`joint_embedding` maps every contrasted modality into one
+    #: shared space (True) or the objective has none (False: retrieval is skipped).
+    joint_space: bool = True
 
     def __init__(
         self,
@@ -321,16 +373,27 @@ class Objective(nn.Module):
         return embedding
 
     def joint_embedding(self, modality: str, embedding: Tensor) -> Tensor | None:
-        """Embedding of ``modality`` in the space shared across modalities, or None.
+        """Embedding ``(N, P)`` of ``modality`` in the space shared across modalities.
 
-        Used for cross-modal retrieval. Defaults to ``self.heads[modality]``
-        when the objective keeps its projection heads in a ``ModuleDict``
-        named ``heads`` (CLIP-style objectives); override otherwise.
+        Part of the contract (see the class docstring): used for cross-modal
+        retrieval. Returns None only when :attr:`joint_space` is False. The
+        default applies ``self.heads[modality]`` when ``heads`` is an
+        ``nn.ModuleDict`` keyed by modality; otherwise it raises
+        ``NotImplementedError`` naming the fix (never a silent None).
         """
+        if not self.joint_space:
+            return None
         heads = getattr(self, "heads", None)
         if isinstance(heads, nn.ModuleDict) and modality in heads:
             return heads[modality](embedding)  # type: ignore[no-any-return]
-        return None
+        raise NotImplementedError(
+            f"{type(self).__name__} has no joint embedding for modality {modality!r}: the "
+            "default joint_embedding uses self.heads[modality] (an nn.ModuleDict keyed by "
+            "modality, as lightly_mm_plugins.heads.modality_heads builds). Override "
+            "joint_embedding(modality, embedding) to map into the space your loss compares "
+            "modalities in, or set joint_space = False if there is none (retrieval is then "
+            "not evaluated)."
+        )
 
     def on_after_optimizer_step(self) -> None:
         """Called by the pipeline after every optimiser step (``on_train_batch_end``).

@@ -18,8 +18,15 @@ Checks (each failure names the promise that was broken):
   and scalar logs on a small random batch of what it declares, reaches every
   trainable parameter with a gradient (auxiliary parameters through
   ``auxiliary_loss``), is deterministic under a fixed seed, moves to float64
-  with ``.to()``, survives a ``state_dict`` round trip, and rejects a batch
-  that lacks what its ``Requirements`` declare;
+  with ``.to()``, survives a ``state_dict`` round trip, rejects a batch
+  that lacks what its ``Requirements`` declare, and *uses* everything it
+  declares (momentum, local features, labels, pseudo labels, a second view:
+  changing it changes the loss);
+* every objective's joint embedding (cross-modal retrieval) is found by the
+  pipeline (:func:`lightly_mm_plugins.api.joint_embedding_problem`), unless it
+  declares ``joint_space = False``;
+* every encoder builds for each modality kind it declares and gives
+  ``(N, feature_dim)`` features (and local features where it says so);
 * every view produces, per modality, the number of observations it declares;
 * every stage scheduler has consistent stages and a state that survives
   ``torch.save`` / ``torch.load(weights_only=True)``.
@@ -36,7 +43,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .api import EncodedBatch, Objective, Sample, StageScheduler, View
+from .api import EncodedBatch, Objective, Sample, StageScheduler, View, joint_embedding_problem
 from .manager import PluginHost, normalize_dist
 from .registry import Entry
 
@@ -158,6 +165,25 @@ def _perturb(batch: EncodedBatch, part: str) -> EncodedBatch:
             batch.momentum_local = {m: t.flip(0) for m, t in batch.momentum_local.items()}
     elif part == "labels" and batch.labels is not None:
         batch.labels = (batch.labels + 1) % 3
+    elif part == "pseudo_labels":
+        # One group (no negative removed) instead of the alternating two groups.
+        batch.pseudo_labels = torch.zeros(batch.batch_size, dtype=torch.long)
+    elif part.startswith("view "):
+        # The second observation, online and momentum (TCL reads view 2 through the EMA
+        # encoder), global and local: shuffled across instances.
+        def shuffled(parts: dict[str, Tensor] | None) -> dict[str, Tensor] | None:
+            if parts is None:
+                return None
+            out = {m: t.clone() for m, t in parts.items()}
+            for t in out.values():
+                if t.shape[1] > 1:
+                    t[:, 1] = t[:, 1].flip(0)
+            return out
+
+        batch.embeddings = shuffled(batch.embeddings) or {}
+        batch.momentum = shuffled(batch.momentum)
+        batch.local = shuffled(batch.local)
+        batch.momentum_local = shuffled(batch.momentum_local)
     return batch
 
 
@@ -264,12 +290,36 @@ def _objective_checks(entry: Entry) -> Iterator[tuple[str, Callable[[], None]]]:
             assert not torch.allclose(l0, l1), (
                 f"declares it needs {part} but never uses {part}: the loss ignores it"
             )
+        uses = [("pseudo_labels", req.pseudo_labels)]
+        uses.append(
+            ("view 2", any(req.views_needed(m) > 1 for m in obj.modalities) and not req.multifold)
+        )
+        for part, declared in uses:
+            if not declared:
+                continue
+            base = random_batch(obj, seed=8)
+            changed = _perturb(random_batch(obj, seed=8), part)
+            torch.manual_seed(9)
+            l0 = _loss_of(obj, base)[0]
+            torch.manual_seed(9)
+            l1 = _loss_of(obj, changed)[0]
+            what = (
+                "pseudo_labels (requirements.pseudo_labels) but ignores them: the loss is "
+                "the same when every instance shares one pseudo label"
+                if part == "pseudo_labels"
+                else "min_views >= 2 but never uses the second view: the loss ignores it"
+            )
+            assert not torch.allclose(l0, l1), f"declares {what}"
         try:
             _loss_of(obj, random_batch(obj, batch_size=1))
         except ValueError:
             pass
         else:
             raise AssertionError("accepted a batch of one instance (no negatives)")
+
+    def joint_embedding_is_found() -> None:
+        problem = joint_embedding_problem(state["obj"])
+        assert problem is None, problem
 
     yield "builds with default arguments", builds
     yield "finite scalar loss and scalar logs", finite_scalar_loss_and_logs
@@ -278,6 +328,7 @@ def _objective_checks(entry: Entry) -> Iterator[tuple[str, Callable[[], None]]]:
     yield "moves to float64 with .to()", moves_with_to
     yield "state_dict round trip", state_dict_round_trip
     yield "declares what it needs (and uses it)", rejects_what_it_lacks
+    yield "joint embedding found by the pipeline", joint_embedding_is_found
 
 
 def _fake_sample(kinds: Mapping[str, str], folds: int = 4) -> Sample:
@@ -342,10 +393,46 @@ def _scheduler_checks(entry: Entry) -> Iterator[tuple[str, Callable[[], None]]]:
     yield "state survives torch.load(weights_only=True)", state_round_trip
 
 
+def _encoder_checks(entry: Entry) -> Iterator[tuple[str, Callable[[], None]]]:
+    from .api import Encoder
+
+    def builds_and_encodes() -> None:
+        kinds = entry.metadata.get("modalities")
+        assert kinds and all(k in ("image", "text", "vector") for k in kinds), (
+            "register the encoder with modalities=(...) naming image, text and/or vector"
+        )
+        model = entry.metadata.get("default_model")
+        if entry.metadata.get("takes_model"):
+            model = entry.metadata.get("example_model")
+            if not model:
+                return  # a family: nothing to build without a model name
+        inputs: dict[str, tuple[dict[str, Any], Any]] = {
+            "image": ({"image_size": 32}, torch.randn(2, 3, 32, 32)),
+            "text": ({"trainable": False}, ["a caption", "another one"]),
+            "vector": ({"input_dim": 12}, torch.randn(2, 12)),
+        }
+        for kind in kinds:
+            kwargs, x = inputs[kind]
+            enc = entry.resolve()(kind=kind, model=model, **kwargs)
+            assert isinstance(enc, Encoder), f"built a {type(enc).__name__}, not an api.Encoder"
+            out = enc.eval()(x)
+            assert tuple(out.shape) == (2, enc.feature_dim), (
+                f"{kind}: features of shape {tuple(out.shape)}, feature_dim {enc.feature_dim}"
+            )
+            if enc.supports_local:
+                _, local, mask = enc.forward_local(x)
+                assert local.dim() == 3 and mask.shape == local.shape[:2], (
+                    f"{kind}: local features {tuple(local.shape)} with mask {tuple(mask.shape)}"
+                )
+
+    yield "builds and encodes each declared modality", builds_and_encodes
+
+
 _CHECKS = {
     "objectives": _objective_checks,
     "views": _view_checks,
     "stage_schedulers": _scheduler_checks,
+    "encoders": _encoder_checks,
 }
 
 

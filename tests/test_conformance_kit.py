@@ -96,3 +96,82 @@ def test_broken_promises_are_named(objective, view, broken):
 def test_unknown_plugin_is_reported():
     results = check_plugin("not-installed", PluginHost(autoload=False))
     assert not results[0].ok and "no such plugin" in results[0].message
+
+
+class IgnoresPseudoLabels(GoodObjective):
+    """Declares pseudo_labels (so MCL would accept it) but never restricts its negatives."""
+
+    requirements = Requirements(pseudo_labels=True)
+
+
+class ClaimsTwoViews(GoodObjective):
+    requirements = Requirements(min_views=2)
+
+
+class HiddenHeads(Objective):
+    """Keeps its projection heads in plain attributes: no joint embedding the pipeline finds."""
+
+    def __init__(self, embedding_dims, modalities=("image", "text")):
+        super().__init__(embedding_dims, modalities)
+        self.image_head = nn.Linear(embedding_dims["image"], 8)
+        self.text_head = nn.Linear(embedding_dims["text"], 8)
+
+    def forward(self, batch):
+        self.validate_batch(batch)
+        loss = cross_modal_info_nce(
+            self.image_head(batch.view("image")), self.text_head(batch.view("text"))
+        )
+        return ObjectiveOutput(loss)
+
+
+class OwnJointEmbedding(HiddenHeads):
+    def joint_embedding(self, modality, embedding):
+        return (self.image_head if modality == "image" else self.text_head)(embedding)
+
+
+class NoJointSpace(HiddenHeads):
+    joint_space = False
+
+
+@pytest.mark.parametrize(
+    ("objective", "broken"),
+    [
+        (IgnoresPseudoLabels, "declares pseudo_labels .* but ignores them"),
+        (ClaimsTwoViews, "never uses the second view"),
+        (HiddenHeads, "no joint embedding for modality 'image'.*joint_space = False"),
+    ],
+)
+def test_declared_but_ignored_and_hidden_joint_space_are_caught(objective, broken):
+    with pytest.raises(AssertionError, match=broken):
+        assert_plugin_conforms("kit-test", host_with(objective))
+
+
+@pytest.mark.parametrize("objective", [OwnJointEmbedding, NoJointSpace])
+def test_an_explicit_joint_embedding_or_none_passes(objective):
+    assert_plugin_conforms("kit-test", host_with(objective))
+
+
+def test_the_pipeline_refuses_an_objective_without_a_joint_embedding(tmp_path):
+    from lightly_mm_plugins import reset_host
+    from lightly_mm_plugins.errors import LightlyMMError
+    from lightly_mm_plugins.training import TrainConfig, train
+
+    host = host_with(HiddenHeads)
+    import lightly_mm_clip.plugin as clip_plugin  # the view "clip" the run needs
+
+    host.register_plugin(clip_plugin, name="lightly-mm-clip")
+    reset_host(host)
+    try:
+        cfg = TrainConfig(
+            method="obj",
+            view="clip",
+            epochs=1,
+            batch_size=8,
+            limit_train_samples=8,
+            out=str(tmp_path),
+            quiet=True,
+        )
+        with pytest.raises(LightlyMMError, match="no joint embedding"):
+            train(cfg)
+    finally:
+        reset_host()

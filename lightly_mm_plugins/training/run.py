@@ -90,6 +90,12 @@ def build_components(cfg: TrainConfig) -> dict[str, Any]:
     objective = obj_entry.create(
         embedding_dims=embedding_dims, modalities=tuple(kinds), **extra, **cfg.method_args
     )
+    # Retrieval is evaluated in the objective's joint space: find it now, not after training.
+    from ..api import joint_embedding_problem
+
+    problem = joint_embedding_problem(objective)
+    if problem:
+        raise LightlyMMError(f"objective {cfg.method!r}: {problem}")
     view_name = cfg.view or obj_entry.metadata.get("view") or "paired"
     view = host.registry("views").create(
         view_name, modalities=kinds, image_size=image_size, **cfg.view_args

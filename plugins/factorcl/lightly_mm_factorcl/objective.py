@@ -79,6 +79,8 @@ class _FactorCLBase(Objective):
     """Heads, critics and the loss sum shared by the SSL and SUP variants."""
 
     requirements = Requirements(distributed=DistributedKind.RANK_LOCAL)
+    # Modalities meet only inside the critics: no shared embedding space to retrieve in.
+    joint_space = False
 
     def __init__(
         self,

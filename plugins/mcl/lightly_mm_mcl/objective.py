@@ -116,6 +116,7 @@ class MCLObjective(Objective):
         self.inner_name = inner
         self.inner: Objective = built
         self.requirements = built.requirements
+        self.joint_space = built.joint_space
         self.auxiliary_steps = built.auxiliary_steps
         self.auxiliary_lr = built.auxiliary_lr
         self.embedding_dims = dict(built.embedding_dims)
