@@ -81,3 +81,68 @@ def test_one_pseudo_label_group_equals_no_mask_and_dense(chunk) -> None:
         rtol=1e-12,
         atol=1e-12,
     )
+
+
+def _dense_cacr_repulsion(z, tau_neg, beta=1.0):
+    """The small-scale code's in-batch repulsion of views 0 -> 1, written out densely."""
+    q, c = F.normalize(z[:, 0], dim=-1), F.normalize(z[:, 1], dim=-1)
+    d = (q[:, None, :] - c[None, :, :]).pow(2).sum(-1)
+    off = ~torch.eye(q.shape[0], dtype=torch.bool)
+    w = torch.softmax((-tau_neg * d).masked_fill(~off, float("-inf")), dim=1)
+    return (-beta * (w * d).sum(1)).mean()
+
+
+@pytest.mark.parametrize("chunk", [None, 3])
+def test_cct_fused_repulsion_equals_dense_reference(chunk) -> None:
+    from lightly_mm_cct.loss import CCTLoss
+
+    g = torch.Generator().manual_seed(2)
+    z = torch.randn(9, 2, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    got = CCTLoss(tau_neg=1.3, chunk_size=chunk).terms(z)["repulsion"]
+    want = _dense_cacr_repulsion(z, 1.3)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        torch.autograd.grad(got, z)[0], torch.autograd.grad(want, z)[0], rtol=1e-10, atol=1e-12
+    )
+
+
+_CCT_VARIANTS = [
+    {},
+    {"weighting": "uniform"},
+    {"detach_weights": True},
+    {"debiased": True},
+    {"symmetric_repulsion": True},
+    {"queue": True},
+    {"queue": True, "detach_weights": "momentum", "mask": True, "labels": True},
+    {"queue": True, "intra_batch_negatives": False},
+]
+
+
+@pytest.mark.parametrize("variant", _CCT_VARIANTS)
+def test_cct_chunked_equals_dense_with_weights(variant) -> None:
+    """``chunk_size`` vs the dense expressions (``return_weights=True`` takes them)."""
+    from lightly_mm_cct.loss import CCTLoss
+
+    variant = dict(variant)
+    g = torch.Generator().manual_seed(3)
+    n, k, d = 10, 3, 5
+    z = torch.randn(n, k, d, generator=g, dtype=torch.float64, requires_grad=True)
+    kw = {}
+    if variant.pop("queue", False):
+        kw["queue"] = torch.randn(7, d, generator=g, dtype=torch.float64)
+        kw["keys"] = torch.randn(n, k, d, generator=g, dtype=torch.float64)
+        kw["queue_mask"] = torch.rand(n, 7, generator=g) > 0.3
+    if variant.pop("mask", False):
+        kw["mask"] = torch.rand(n, k, generator=g) > 0.2
+    if variant.pop("labels", False):
+        kw["pseudo_labels"] = torch.tensor([0, 1, 0, 1, 2, 2, 0, 1, 2, 0])
+    dense = CCTLoss(**variant).terms(z, return_weights=True, **kw)
+    chunked = CCTLoss(chunk_size=4, **variant).terms(z, **kw)
+    for name in ("loss", "repulsion", "entropy_neg"):
+        torch.testing.assert_close(chunked[name], dense[name], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        torch.autograd.grad(chunked["loss"], z)[0],
+        torch.autograd.grad(dense["loss"], z)[0],
+        rtol=1e-10,
+        atol=1e-12,
+    )

@@ -14,13 +14,14 @@ tensor expression over all queries, views and view pairs.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightly_mm_plugins.losses import (
+    check_chunk_size,
     check_gather_distributed,
     gather_cat,
     rank_offset,
@@ -62,6 +63,167 @@ def conditional_weights(logits: Tensor, valid: Tensor, uniform: bool = False) ->
         return v / v.sum(-1, keepdim=True).clamp_min(1.0)
     filled = logits.masked_fill(~valid, torch.finfo(logits.dtype).min)
     return filled.softmax(dim=-1) * valid.to(logits.dtype)
+
+
+class _Candidates(NamedTuple):
+    """Which candidates ``j`` a query ``i`` weighs in the repulsion (:func:`weighted_distances`).
+
+    Columns ``[0, split)`` are a queue (``queue_keep`` ``(N, split)`` or None: all),
+    columns ``[split, M)`` in-batch candidates; ``self_column`` ``(N,)``: the column
+    (in the in-batch part) of the query's own sample, dropped; with groups, a pair
+    of another pseudo label is dropped. ``row_ok`` ``(N,)`` / ``col_ok`` ``(M,)`` drop
+    padded queries / candidates. Every rule only where given: no ``(N, M)`` mask is
+    built for the plain in-batch case (the own sample is one scattered entry per row).
+    """
+
+    row_ok: Tensor | None = None
+    col_ok: Tensor | None = None
+    split: int = 0
+    queue_keep: Tensor | None = None
+    self_column: Tensor | None = None
+    query_groups: Tensor | None = None
+    key_groups: Tensor | None = None
+
+
+_NEG_INF = float("-inf")
+
+
+def _drop(c: _Candidates, logits: Tensor, start: int, stop: int) -> None:
+    """Set the dropped pairs of one block of queries to ``-inf`` (in place)."""
+    if c.col_ok is not None:
+        logits.masked_fill_(~c.col_ok[None, :], _NEG_INF)
+    if c.row_ok is not None:
+        logits.masked_fill_(~c.row_ok[start:stop, None], _NEG_INF)
+    if c.queue_keep is not None and c.split:
+        logits[:, : c.split].masked_fill_(~c.queue_keep[start:stop], _NEG_INF)
+    batch = logits[:, c.split :]
+    if c.query_groups is not None and c.key_groups is not None:
+        batch.masked_fill_(c.query_groups[start:stop, None] != c.key_groups[None, :], _NEG_INF)
+    if c.self_column is not None:
+        batch.scatter_(1, c.self_column[start:stop, None], _NEG_INF)
+
+
+class _WeightedDistance(torch.autograd.Function):
+    """Per query ``f_i = Σ_j w_ij d_ij`` with ``w_i = softmax_j(c · d_ij)`` over kept ``j``.
+
+    ``d_ij = ‖q_i‖² + ‖k_j‖² − 2 q_i·k_j`` (clamped at 0; one matmul of the
+    augmented operands ``[q, ‖q‖², 1]·[−2k, 1, ‖k‖²]``), ``c = −τ⁻`` (0: uniform
+    weights). Returns ``f`` and the (non-differentiable) log-normaliser
+    ``lse_i = log Σ_j exp(c d_ij)``, from which the weights' entropy is free:
+    ``H_i = lse_i − c f_i``. Backward, with ``D_j = 1`` where the weights keep their
+    gradient (``grad_weights``) and 0 where they are constants::
+
+        ∂f_i/∂d_ij = w_ij (1 + c D_j (d_ij − f_i)) =: H_ij,   G = diag(g) H
+        dq_i = 2 g_i (q_i Σ_j H_ij − (H k)_i),    dk_j = 2 (k_j Σ_i G_ij − (Gᵀ q)_j)
+
+    (the sums come out of the matmuls with a column of ones; ``g`` scales the
+    ``(N, D)`` operands, not the ``(N, M)`` block). In blocks of ``chunk`` queries
+    (None: one block, kept for the backward; an int: recomputed, memory
+    ``O(chunk · M)``).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        q: Tensor,
+        k: Tensor,
+        coef: float,
+        grad_weights: Tensor | bool,
+        cands: _Candidates,
+        chunk: int | None,
+    ) -> tuple[Tensor, Tensor]:
+        n = q.shape[0]
+        step = n if chunk is None else chunk
+        ones_q = q.new_ones(n, 1)
+        ones_k = k.new_ones(k.shape[0], 1)
+        q_aug = torch.cat([q, q.pow(2).sum(1, keepdim=True), ones_q], dim=1)
+        k_aug = torch.cat([-2.0 * k, ones_k, k.pow(2).sum(1, keepdim=True)], dim=1)
+        f = torch.empty(n, dtype=q.dtype, device=q.device)
+        lse = torch.empty(n, dtype=q.dtype, device=q.device)
+        kept: tuple[Tensor, Tensor] | None = None
+        for start in range(0, n, step):
+            stop = min(start + step, n)
+            d, w, block_lse = _WeightedDistance._block(q_aug, k_aug, coef, cands, start, stop)
+            lse[start:stop] = block_lse
+            f[start:stop] = torch.linalg.vecdot(w, d)
+            if chunk is None:
+                kept = (d, w)
+        ctx.coef, ctx.cands, ctx.step, ctx.kept = coef, cands, step, kept
+        ctx.grad_weights = grad_weights if isinstance(grad_weights, bool) else None
+        saved_weights = grad_weights if isinstance(grad_weights, Tensor) else None
+        ctx.save_for_backward(q, k, q_aug, k_aug, f, saved_weights)
+        ctx.mark_non_differentiable(lse)
+        return f, lse
+
+    @staticmethod
+    def _block(
+        q_aug: Tensor, k_aug: Tensor, coef: float, cands: _Candidates, start: int, stop: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Distances ``d``, weights ``w`` (0 where dropped) and ``lse`` of one block."""
+        d = (q_aug[start:stop] @ k_aug.T).clamp_min_(0.0)
+        w = torch.mul(d, coef)
+        _drop(cands, w, start, stop)
+        top = w.amax(dim=1, keepdim=True)
+        top = torch.where(torch.isfinite(top), top, 0.0)
+        total = w.sub_(top).exp_().sum(dim=1, keepdim=True)
+        w.div_(total.clamp(min=torch.finfo(w.dtype).tiny))
+        return d, w, total.log_().add_(top).squeeze(1)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, g_f: Tensor, _: Tensor) -> tuple[Tensor | None, ...]:
+        q, k, q_aug, k_aug, f, weight_cols = ctx.saved_tensors
+        coef, cands, step = ctx.coef, ctx.cands, ctx.step
+        n, dim = q.shape
+        grad_q = torch.empty_like(q) if ctx.needs_input_grad[0] else None
+        grad_k = torch.zeros_like(k) if ctx.needs_input_grad[1] else None
+        k_ones = torch.cat([k, k.new_ones(k.shape[0], 1)], dim=1)  # H @ [k, 1]
+        for start in range(0, n, step):
+            stop = min(start + step, n)
+            if ctx.kept is not None:
+                d, w = ctx.kept
+            else:
+                d, w, _ = _WeightedDistance._block(q_aug, k_aug, coef, cands, start, stop)
+            g = g_f[start:stop, None]
+            if coef == 0.0 or ctx.grad_weights is False:
+                h = w  # constant weights: only the distances carry gradient
+            elif weight_cols is None:  # H = w (1 + c (d - f)) = w (c d + 1 - c f)
+                h = d.mul_(coef).add_(1.0 - coef * f[start:stop, None]).mul_(w)
+            else:  # H = w (1 + c D (d - f)), D per column
+                h = d.sub_(f[start:stop, None]).mul_(weight_cols[None, :] * coef)
+                h.add_(1.0).mul_(w)
+            q_block = q[start:stop]
+            if grad_q is not None:
+                hk = h @ k_ones  # (rows, D + 1): H k and the row sums of H
+                grad_q[start:stop] = 2.0 * g * (q_block * hk[:, dim:] - hk[:, :dim])
+            if grad_k is not None:
+                gq = torch.cat([q_block * g, g], dim=1)
+                hq = h.T @ gq  # (M, D + 1): Gᵀ q and the column sums of G
+                grad_k += 2.0 * (k * hq[:, dim:] - hq[:, :dim])
+        ctx.kept = None
+        return grad_q, grad_k, None, None, None, None
+
+
+def weighted_distances(
+    q: Tensor,
+    k: Tensor,
+    coef: float,
+    candidates: _Candidates | None = None,
+    *,
+    grad_weights: Tensor | bool = True,
+    chunk_size: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """``f_i = Σ_j softmax_j(coef · d_ij) d_ij`` and ``lse_i`` without keeping ``(N, M)``.
+
+    The repulsion row of CACR for queries ``q`` ``(N, D)`` and candidates ``k``
+    ``(M, D)``, ``d`` the squared distance; see :class:`_WeightedDistance`.
+    ``grad_weights``: False makes every weight a constant, a ``(M,)`` bool tensor
+    only the weights of the False columns (the official MoCo code's queue).
+    """
+    weights = grad_weights.to(q.dtype) if isinstance(grad_weights, Tensor) else grad_weights
+    return _WeightedDistance.apply(  # type: ignore[no-any-return]
+        q, k.to(q.dtype), float(coef), weights, candidates or _Candidates(), chunk_size
+    )
 
 
 def _entropy(weights: Tensor) -> Tensor:
@@ -160,6 +322,10 @@ class CCTLoss(nn.Module):
         normalize: L2-normalise views, keys and queue first (the official encoders end
             in an L2 normalisation; normalising twice changes nothing).
         gather_distributed: Use the in-batch candidates of all ranks as negatives.
+        chunk_size: ``None`` (default): each repulsion's ``(N, M)`` distances are
+            computed once and kept for the backward. An int: queries in blocks of
+            that many rows, nothing quadratic kept (memory linear in the batch, one
+            more matmul in the backward). Same values and gradients either way.
 
     Shapes:
         ``forward(views (N, K, D) | K x (N, D), mask (N, K) | None, keys (N, K, D) | None,
@@ -190,8 +356,10 @@ class CCTLoss(nn.Module):
         intra_batch_negatives: bool = True,
         normalize: bool = True,
         gather_distributed: bool = False,
+        chunk_size: int | None = None,
     ) -> None:
         super().__init__()
+        self.chunk_size = check_chunk_size(chunk_size)
         self.tau_pos = _check_nonneg(tau_pos, "tau_pos")
         self.tau_neg = _check_nonneg(tau_neg, "tau_neg")
         self.alpha = _check_nonneg(alpha, "alpha")
@@ -234,6 +402,109 @@ class CCTLoss(nn.Module):
             keep = xs != ys
             return torch.stack([xs[keep], ys[keep]])
         return torch.triu_indices(num_views, num_views, offset=1, device=device)
+
+    def _fused_repulsion(
+        self,
+        z: Tensor,
+        mask: Tensor,
+        queue: Tensor | None,
+        queue_mask: Tensor | None,
+        pseudo_labels: Tensor | None,
+        uniform: bool,
+    ) -> tuple[Tensor, Tensor]:
+        """``L_CR`` and the negative weights' mean entropy by :func:`weighted_distances`.
+
+        Same values and gradients as the dense expressions of :meth:`terms` (used with
+        ``return_weights=True``), without any ``(N, M)`` mask or weight tensor kept.
+        """
+        n, k, _ = z.shape
+        gather = self.gather_distributed
+        z_all = gather_cat(z, gather)
+        mask_all = gather_cat(mask.long(), gather).bool()
+        m = z_all.shape[0]
+        ids = torch.arange(n, device=z.device) + rank_offset(n, gather)  # own columns
+        all_valid = bool(mask_all.all()) if mask_all.device.type == "cpu" else False
+
+        def row_ok(x: int) -> Tensor | None:
+            return None if all_valid else mask[:, x]
+
+        def col_ok_all(y: int) -> Tensor | None:
+            return None if all_valid else mask_all[:, y]
+
+        groups = groups_all = None
+        if pseudo_labels is not None:
+            groups, groups_all = pseudo_labels, gather_cat(pseudo_labels, gather)
+        coef = 0.0 if uniform else -self.tau_neg
+        rows: list[Tensor] = []
+        entropies: list[Tensor] = []
+        row_valid: list[Tensor] = []
+        if queue is None:
+            pairs = self.view_pairs(k, z.device).tolist()
+            for x, y in zip(pairs[0], pairs[1], strict=True):
+                query_ok = None if all_valid else mask[:, x] & mask[:, y]
+                cands = _Candidates(query_ok, col_ok_all(y), 0, None, ids, groups, groups_all)
+                f, lse = weighted_distances(
+                    z[:, x],
+                    z_all[:, y],
+                    coef,
+                    cands,
+                    grad_weights=not self._detach(False),
+                    chunk_size=self.chunk_size,
+                )
+                row = -self.beta * f
+                if self.debiased:
+                    d_own = (z[:, x] - z[:, y]).pow(2).sum(-1)  # official `pos`
+                    row = (-self.tau_plus * d_own + row) / (1.0 - self.tau_plus)
+                rows.append(row)
+                entropies.append(lse - coef * f.detach())
+                row_valid.append(torch.isfinite(lse))
+        else:
+            q_size = queue.shape[0]
+            queue = queue.detach().to(z.dtype)
+            keep_q = None
+            if queue_mask is not None:
+                if queue_mask.shape not in ((q_size,), (n, q_size)):
+                    raise ValueError(
+                        f"queue_mask must have shape (Q,) or (N, Q) with Q={q_size}, "
+                        f"N={n}; got {tuple(queue_mask.shape)}"
+                    )
+                keep_q = queue_mask.to(device=z.device, dtype=torch.bool).expand(n, q_size)
+            queue_flag, batch_flag = not self._detach(True), not self._detach(False)
+            grad_weights: Tensor | bool = queue_flag
+            if self.intra_batch_negatives and queue_flag != batch_flag:
+                grad_weights = torch.cat(
+                    [
+                        torch.full((q_size,), queue_flag, device=z.device),
+                        torch.full((m,), batch_flag, device=z.device),
+                    ]
+                )
+            for x in range(k):
+                keys = queue
+                col_ok = None
+                if self.intra_batch_negatives:
+                    keys = torch.cat([queue, z_all[:, x]])
+                    if not all_valid:
+                        col_ok = torch.cat(
+                            [torch.ones(q_size, dtype=torch.bool, device=z.device), mask_all[:, x]]
+                        )
+                    cands = _Candidates(row_ok(x), col_ok, q_size, keep_q, ids, groups, groups_all)
+                else:
+                    cands = _Candidates(row_ok(x), None, q_size, keep_q)
+                f, lse = weighted_distances(
+                    z[:, x],
+                    keys,
+                    coef,
+                    cands,
+                    grad_weights=grad_weights,
+                    chunk_size=self.chunk_size,
+                )
+                rows.append(-self.beta * f)
+                entropies.append(lse - coef * f.detach())
+                row_valid.append(torch.isfinite(lse))
+        valid = torch.stack(row_valid)
+        repulsion = _masked_mean(torch.where(valid, torch.stack(rows), 0.0), valid)
+        entropy = _masked_mean(torch.where(valid, torch.stack(entropies), 0.0), valid)
+        return repulsion, entropy
 
     # -------------------------------------------------------------------- terms
 
@@ -324,6 +595,14 @@ class CCTLoss(nn.Module):
 
         # ----------------------------------------------------------- repulsion
         uniform_neg = self.weighting in ("uniform", "uniform_repulsion")
+        if not return_weights:
+            repulsion, entropy_neg = self._fused_repulsion(
+                z, mask, queue, queue_mask, pseudo_labels, uniform_neg
+            )
+            out["repulsion"] = repulsion
+            out["entropy_neg"] = entropy_neg
+            out["loss"] = attraction + repulsion
+            return out
         z_all = gather_cat(z, self.gather_distributed)
         mask_all = gather_cat(mask.long(), self.gather_distributed).bool()
         m = z_all.shape[0]

@@ -95,6 +95,8 @@ class CCTObjective(Objective):
             not negatives (the official code keeps them; on small data sets they are
             frequent, see README).
         gather_distributed: Use the in-batch observations of all ranks as negatives.
+        chunk_size: ``None``: dense repulsion; an int: streamed in blocks of that many
+            queries (memory linear in the batch, same values, see :class:`CCTLoss`).
 
     Example:
         >>> import torch
@@ -133,6 +135,7 @@ class CCTObjective(Objective):
         momentum: float = 0.999,
         exclude_own_instance: bool = True,
         gather_distributed: bool = False,
+        chunk_size: int | None = None,
     ) -> None:
         super().__init__(embedding_dims, modalities)
         if queue_size < 0:
@@ -201,6 +204,7 @@ class CCTObjective(Objective):
             intra_batch_negatives=intra_batch_negatives,
             normalize=True,
             gather_distributed=gather_distributed,
+            chunk_size=chunk_size,
         )
 
     # ------------------------------------------------------------- projection
