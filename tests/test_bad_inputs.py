@@ -608,7 +608,8 @@ LATIN1 = {
 
 
 def bad_record(fmt: str, bad_image: str) -> Callable[[Path], Any]:
-    return lambda tmp: LOADERS[fmt](records(tmp, fmt, bad_image))
+    """Load (parses records only), then read the bad record: the error comes then."""
+    return lambda tmp: LOADERS[fmt](records(tmp, fmt, bad_image))[0][1]
 
 
 def write(name: str, content: str | bytes) -> Callable[[Path], Path]:
@@ -645,7 +646,7 @@ def data_rows() -> list[Any]:
             f"data: {fmt}",
             bad_record(fmt, "corrupt.png"),
             DataError,
-            rf"{SECOND[fmt]}: unreadable image: image '\S*corrupt\.png' cannot be read "
+            rf"{SECOND[fmt]}: unreadable image: '\S*corrupt\.png' cannot be decoded "
             r"\(UnidentifiedImageError.*; replace the file or remove its record",
             "replace the file or remove its record (or on_error='skip')",
         )
@@ -654,8 +655,9 @@ def data_rows() -> list[Any]:
             f"data: {fmt}",
             bad_record(fmt, "gone.png"),
             DataError,
-            rf"{SECOND[fmt]}: missing image: image file '\S*gone\.png' not found; fix the path",
-            "fix the path (or on_error='skip')",
+            rf"{SECOND[fmt]}: missing image: image file 'gone\.png' not found \(looked at "
+            r"'\S*gone\.png', '\S*images/gone\.png'\); pass --image-root DIR",
+            "pass --image-root (or --on-error skip)",
         )
         name, line, content = LATIN1[fmt]
         latin1 = Case(

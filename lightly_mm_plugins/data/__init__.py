@@ -19,6 +19,7 @@ from typing import Any
 from ..errors import DataError
 from .collate import collate_samples
 from .dataset import (
+    SPLIT_FRACTIONS,
     MultimodalDataset,
     ViewDataset,
     check_split,
@@ -38,9 +39,12 @@ from .formats import (
     load_csv,
     load_image_text,
     load_jsonl,
+    load_karpathy,
 )
+from .records import BadRecordError, SampleTable
 
 __all__ = [
+    "BadRecordError",
     "check_data_spec",
     "ImageFileLoader",
     "LoadReport",
@@ -54,13 +58,17 @@ __all__ = [
     "load_digits_captions",
     "load_image_text",
     "load_jsonl",
+    "load_karpathy",
     "load_synthetic",
+    "SampleTable",
     "select_split",
     "split_indices",
     "synthetic_factors",
 ]
 
-FILE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv")
+FILE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv")
+#: Keyword arguments an annotation file accepts (see :func:`load_dataset`).
+FILE_KWARGS = ("image_root", "csv_img_key", "csv_caption_key", "csv_separator")
 NAMED = (
     "default",
     "digits",
@@ -73,18 +81,18 @@ NAMED = (
 ACCEPTED = (
     "use 'default' (or 'digits': embedded digits + captions), "
     "'synthetic[:shared|unique1|unique2|all]' (FactorCL synthetic vectors), or the path of "
-    "an annotation file: .jsonl (image + captions per line), COCO captions .json, or "
-    ".csv with image,caption columns"
+    "an annotation file: .jsonl (image + captions per line), COCO captions or Karpathy "
+    "split .json, or .csv / .tsv with image and caption columns"
 )
 
 
 @lru_cache(maxsize=4)
 def _load_file(
-    path: str, stamp: tuple[int, int], image_root: str | None, on_error: str
+    path: str, stamp: tuple[int, int], on_error: str, options: tuple[tuple[str, Any], ...]
 ) -> MultimodalDataset:
     # ``stamp`` (mtime, size) makes an edited file load afresh; train and test
-    # splits of one file share one parse and one image check.
-    ds, _ = load_image_text(path, image_root, on_error)
+    # splits of one file share one parse.
+    ds, _ = load_image_text(path, on_error=on_error, **dict(options))
     return ds
 
 
@@ -93,6 +101,7 @@ def load_dataset(
     split: str = "train",
     on_error: str = "raise",
     seed: int = 0,
+    split_fractions: tuple[float, float] = SPLIT_FRACTIONS,
     **kwargs: Any,
 ) -> MultimodalDataset:
     """A data set by name or path: one split of it.
@@ -127,26 +136,36 @@ def load_dataset(
     kind = check_data_spec(spec)
     if kind == "digits":
         _check_kwargs(load_digits_captions, kwargs, spec)
-        return load_digits_captions(split, seed=seed, **kwargs)
+        ds = load_digits_captions("all", seed=seed, **kwargs)
+        return select_split(ds, split, seed, tuple(split_fractions))  # type: ignore[arg-type]
     if kind == "synthetic":
         label = spec.partition(":")[2] or kwargs.pop("label", "all")
         _check_kwargs(load_synthetic, kwargs, spec)
-        return load_synthetic(split, seed=seed, label=label, **kwargs)
+        ds = load_synthetic("all", seed=seed, label=label, **kwargs)
+        return select_split(ds, split, seed, tuple(split_fractions))  # type: ignore[arg-type]
     path = Path(spec)
-    image_root = kwargs.pop("image_root", None)
-    if kwargs:
+    unknown = sorted(k for k in kwargs if k not in FILE_KWARGS)
+    if unknown:
         raise DataError(
-            f"unexpected arguments {sorted(kwargs)} for data file {spec!r}; it accepts "
-            "['image_root']"
+            f"unexpected arguments {unknown} for data file {spec!r}; it accepts {list(FILE_KWARGS)}"
         )
+    options = {k: v for k, v in kwargs.items() if v is not None}
+    if "image_root" in options:
+        root = Path(options["image_root"])
+        if not root.is_dir():
+            raise DataError(
+                f"image root {str(root)!r} is not a folder; pass the folder that holds the "
+                "images named in the annotation file"
+            )
+        options["image_root"] = str(root.resolve())
     stat = path.stat()
     ds = _load_file(
         str(path.resolve()),
         (stat.st_mtime_ns, stat.st_size),
-        None if image_root is None else str(Path(image_root).resolve()),
         on_error,
+        tuple(sorted(options.items())),
     )
-    return select_split(ds, split, seed)
+    return select_split(ds, split, seed, tuple(split_fractions))  # type: ignore[arg-type]
 
 
 def check_data_spec(spec: str) -> str:

@@ -68,7 +68,8 @@ class MultimodalDataset(Dataset[Sample]):
         bad = {m: k for m, k in modalities.items() if k not in MODALITY_KINDS}
         if bad:
             raise DataError(f"unknown modality kinds {bad}; use one of {', '.join(MODALITY_KINDS)}")
-        self.samples = list(samples)
+        # A record table (file data) stays lazy: its samples are made on access.
+        self.samples: Sequence[Sample] = samples if hasattr(samples, "take") else list(samples)
         self.modalities = dict(modalities)
         self.name = name
         self.default_image_size = default_image_size
@@ -86,7 +87,8 @@ class MultimodalDataset(Dataset[Sample]):
     @property
     def labels(self) -> Tensor | None:
         """``(N,)`` long tensor of the instances' labels, or None if any is missing."""
-        labels = [s.label for s in self.samples]
+        table_labels = getattr(self.samples, "labels", None)
+        labels = list(table_labels) if table_labels is not None else [s.label for s in self.samples]
         if not labels or any(y is None for y in labels):
             return None
         return torch.tensor([int(y) for y in labels], dtype=torch.long)  # type: ignore[arg-type]
@@ -94,6 +96,9 @@ class MultimodalDataset(Dataset[Sample]):
     @property
     def instance_ids(self) -> Tensor:
         """``(N,)`` long tensor of instance ids, without loading any observation."""
+        table_ids = getattr(self.samples, "instance_ids", None)
+        if table_ids is not None:
+            return torch.as_tensor(table_ids, dtype=torch.long)
         return torch.tensor([s.instance_id for s in self.samples], dtype=torch.long)
 
     def subset(self, indices: Sequence[int], name: str | None = None) -> MultimodalDataset:
@@ -102,8 +107,9 @@ class MultimodalDataset(Dataset[Sample]):
         bad = [i for i in indices if not 0 <= int(i) < n]
         if bad:
             raise DataError(f"subset indices {bad[:5]} out of range for {n} instances")
+        take = getattr(self.samples, "take", None)
         return MultimodalDataset(
-            [self.samples[int(i)] for i in indices],
+            take(indices) if take is not None else [self.samples[int(i)] for i in indices],
             self.modalities,
             name or self.name,
             self.default_image_size,
@@ -170,10 +176,20 @@ def check_split(split: str) -> str:
     return split
 
 
-def select_split(dataset: MultimodalDataset, split: str, seed: int = 0) -> MultimodalDataset:
-    """One split of ``dataset``: the source's own splits if it has them, else a seeded 70/15/15."""
+def select_split(
+    dataset: MultimodalDataset,
+    split: str,
+    seed: int = 0,
+    fractions: tuple[float, float] = SPLIT_FRACTIONS,
+) -> MultimodalDataset:
+    """One split of ``dataset``: the source's own splits if it has them, else a seeded
+    split of instances with ``fractions`` (train, val; test gets the rest)."""
     check_split(split)
     if split == "all":
         return dataset
-    splits = dataset.splits if dataset.splits is not None else split_indices(len(dataset), seed)
+    splits = (
+        dataset.splits
+        if dataset.splits is not None
+        else split_indices(len(dataset), seed, fractions)
+    )
     return dataset.subset(splits.get(split, []), name=f"{dataset.name}-{split}")

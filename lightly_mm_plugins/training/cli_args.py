@@ -25,12 +25,80 @@ def _kv(text: str) -> dict[str, Any]:
     return out
 
 
+def _fractions(text: str) -> tuple[float, float]:
+    """Parse ``TRAIN,VAL`` split fractions (each in [0, 1], sum <= 1)."""
+    parts = [x.strip() for x in text.split(",")]
+    try:
+        train, val = (float(x) for x in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected two fractions TRAIN,VAL such as 0.8,0.1, got {text!r}"
+        ) from None
+    if not (0 < train <= 1 and 0 <= val <= 1 and train + val <= 1):
+        raise argparse.ArgumentTypeError(
+            f"fractions must be > 0 (train), >= 0 (val) and sum to <= 1, got {text!r}"
+        )
+    return train, val
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data",
         default="default",
         help="'default' (embedded digits + captions), 'synthetic' (FactorCL "
-        "vectors), or a .jsonl / COCO .json / .csv annotation file",
+        "vectors), or an annotation file: .jsonl, COCO captions or Karpathy split .json, "
+        ".csv / .tsv",
+    )
+    p.add_argument(
+        "--image-root",
+        default=None,
+        metavar="DIR",
+        help="folder the annotation file's image names are relative to (default: the "
+        "annotation file's folder, then an images/ folder beside it)",
+    )
+    p.add_argument(
+        "--csv-img-key",
+        default=None,
+        metavar="COLUMN",
+        help="CSV/TSV column of the image file names (default: image)",
+    )
+    p.add_argument(
+        "--csv-caption-key",
+        default=None,
+        metavar="COLUMN",
+        help="CSV/TSV column of the captions (default: caption)",
+    )
+    p.add_argument(
+        "--csv-separator",
+        default=None,
+        metavar="CHAR",
+        help="CSV/TSV field separator (default: a tab for .tsv files, ',' otherwise)",
+    )
+    p.add_argument(
+        "--test-data",
+        default=None,
+        metavar="FILE",
+        help="a separate annotation file to evaluate on (all of it); default: the test "
+        "split of --data",
+    )
+    p.add_argument(
+        "--split-fractions",
+        type=_fractions,
+        default=(0.7, 0.15),
+        metavar="TRAIN,VAL",
+        help="train and val fractions of the seeded split of --data (test gets the rest; "
+        "default 0.7,0.15); a file whose records name their split, e.g. a Karpathy file, "
+        "uses its own",
     )
     p.add_argument(
         "--epochs",
@@ -84,7 +152,13 @@ def _common(p: argparse.ArgumentParser) -> None:
         default=None,
         help="Lightning precision (default: bf16-mixed on GPU, 32 on CPU)",
     )
-    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument(
+        "--num-workers",
+        type=_non_negative_int,
+        default=None,
+        help="DataLoader worker processes that decode and augment (default: 0 for the "
+        "embedded data, min(4, CPU cores - 1) for annotation files)",
+    )
     p.add_argument(
         "--limit-train-samples",
         type=int,

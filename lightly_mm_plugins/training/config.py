@@ -34,6 +34,20 @@ class TrainConfig:
     scheduler: str | None = None
     scheduler_args: dict[str, Any] = field(default_factory=dict)
     data: str = "default"
+    #: Folder the annotation file's image names are relative to (default: the
+    #: annotation file's folder, then ``images/`` beside it).
+    image_root: str | None = None
+    #: CSV/TSV column names and separator (default ``image``, ``caption``, and
+    #: a tab for ``.tsv`` files, ``,`` otherwise).
+    csv_img_key: str | None = None
+    csv_caption_key: str | None = None
+    csv_separator: str | None = None
+    #: A separate annotation file to evaluate on, all of it (default: the test
+    #: split of ``data``).
+    test_data: str | None = None
+    #: ``(train, val)`` fractions of the seeded split of ``data`` (test gets the
+    #: rest); a file whose records name their split uses those.
+    split_fractions: tuple[float, float] = (0.7, 0.15)
     epochs: int | None = None
     batch_size: int = 128
     lr: float = 1e-3
@@ -49,7 +63,9 @@ class TrainConfig:
     accelerator: str = "auto"
     devices: str | int = 1
     precision: str | None = None
-    num_workers: int = 0
+    #: DataLoader worker processes; None: 0 for in-memory data, ``min(4, cores - 1)``
+    #: for files (see :func:`~lightly_mm_plugins.training.datamodule.default_num_workers`).
+    num_workers: int | None = None
     limit_train_samples: int | None = None
     on_error: str = "raise"
     seed: int = 0

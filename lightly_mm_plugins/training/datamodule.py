@@ -12,11 +12,24 @@ epoch is one number. The training loader is a :class:`ResumableDataLoader`
 whose ``state_dict()`` (saved by Lightning in every checkpoint) is that
 number, and whose ``load_state_dict()`` makes its batch sampler skip that many
 batches: index lists only, no data is loaded for them.
+
+Bad records (a missing, truncated or non-image file, found when a worker reads
+it): with ``on_error="raise"`` the first one stops training with its
+``file:line``; with ``on_error="skip"`` it is left out and its batch filled
+with the next readable records (index ``i+1, i+2, ...`` not already in the
+batch), so every rank still gets full, equally sized batches whatever the
+worker count; each skip travels with its batch
+(``batch.extras["skipped_records"]``) to :class:`SkippedRecordsReport`, which
+prints them with ``file:line`` when training ends. No bad record reaches the
+model.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
+import os
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -25,7 +38,73 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..api import StageScheduler, View
-from ..errors import CheckpointError
+from ..errors import CheckpointError, DataError
+
+logger = logging.getLogger(__name__)
+#: Consecutive unreadable records after which skipping gives up (a wrong image root).
+MAX_BAD_IN_A_ROW = 256
+
+
+def default_num_workers(dataset: Any) -> int:
+    """Loader worker processes when ``--num-workers`` is not given.
+
+    In-memory data (the embedded digits, synthetic vectors: no loader) reads
+    in the main process (0: starting workers costs more than it saves). Data
+    read from files decodes and augments in ``min(4, cores - 1)`` workers, so
+    one core stays free for the training step (1 on a 2-core machine, 0 on one
+    core).
+    """
+    if getattr(dataset, "loader", None) is None and not getattr(dataset, "streaming", False):
+        return 0
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(0, min(4, cores - 1))
+
+
+class SampleBatch(list):  # type: ignore[type-arg]
+    """The samples of a batch and the bad records left out of it (``file:line: problem``)."""
+
+    def __init__(self, samples: Sequence[Any] = (), skipped: Sequence[str] = ()) -> None:
+        super().__init__(samples)
+        self.skipped = list(skipped)
+
+
+def read_skipping(
+    read: Callable[[int], Any], indices: Sequence[int], n: int, on_error: str, fill: bool
+) -> SampleBatch:
+    """``read(i)`` for every index; a :class:`~lightly_mm_plugins.data.BadRecordError`
+    is raised (``on_error="raise"``) or skipped and, with ``fill``, replaced by the next
+    readable index (``i+1, i+2, ...`` mod ``n``) not already in the batch."""
+    from ..data import BadRecordError
+
+    out = SampleBatch()
+    taken = set(int(i) for i in indices)
+    for index in indices:
+        j, bad = int(index), 0
+        while True:
+            try:
+                out.append(read(j))
+                break
+            except BadRecordError as exc:
+                if on_error != "skip":
+                    raise
+                out.skipped.append(str(exc).split("; ", 1)[0])
+                if not fill:
+                    break
+                bad += 1
+                if bad >= min(MAX_BAD_IN_A_ROW, n):
+                    raise DataError(
+                        f"{bad} unreadable records in a row (last: {exc}); the images are "
+                        "probably not where the records say: check --image-root"
+                    ) from exc
+                for _ in range(n):
+                    j = (j + 1) % n
+                    if j not in taken:
+                        break
+                taken.add(j)
+    return out
 
 
 class EpochBatchSampler(Sampler[list[int]]):
@@ -184,8 +263,9 @@ class SeededViews(Dataset[Any]):
     interrupted run resumed. Set :attr:`epoch` before each epoch.
     """
 
-    def __init__(self, views: Any, seed: int) -> None:
+    def __init__(self, views: Any, seed: int, on_error: str = "raise") -> None:
         self.views, self.seed, self.epoch = views, seed, 0
+        self.on_error = on_error
         self.modalities = dict(views.modalities)
         self._seeds: tuple[int, list[int]] | None = None
 
@@ -209,28 +289,98 @@ class SeededViews(Dataset[Any]):
         """The views of a batch (the DataLoader's batched fetch).
 
         Python's, NumPy's and torch's CPU generators are seeded per sample and
-        restored once per batch (saving NumPy's state costs ~0.1 ms).
+        restored once per batch (saving NumPy's state costs ~0.1 ms). A bad
+        record is raised, or skipped and replaced (see :func:`read_skipping`).
         """
         import random
 
         import numpy as np
 
         seeds = self.sample_seeds()
+
+        def read(index: int) -> Any:
+            seed_cpu_generators(seeds[index])  # views run on the CPU
+            return self.views[index]
+
         py_state, np_state = random.getstate(), np.random.get_state()
         with torch.random.fork_rng(devices=[]):
             try:
-                out = []
-                for index in indices:
-                    seed_cpu_generators(seeds[index])  # views run on the CPU
-                    out.append(self.views[index])
-                return out
+                return read_skipping(read, indices, len(self.views), self.on_error, fill=True)
             finally:
                 random.setstate(py_state)
                 np.random.set_state(np_state)
 
 
+class EvalViews(Dataset[Any]):
+    """Evaluation views of a data set; a bad record is raised or left out of its batch."""
+
+    def __init__(self, views: Any, on_error: str = "raise") -> None:
+        self.views, self.on_error = views, on_error
+        self.modalities = dict(views.modalities)
+
+    def __len__(self) -> int:
+        return len(self.views)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.views[index]
+
+    def __getitems__(self, indices: list[int]) -> list[Any]:
+        out = read_skipping(self.views.__getitem__, indices, len(self), self.on_error, False)
+        if not out and indices:  # every record of the batch bad: keep one readable instance
+            filled = read_skipping(self.views.__getitem__, indices[:1], len(self), "skip", True)
+            out.extend(filled)
+        return out
+
+
+class SkippedRecordsReport(pl.Callback):
+    """Counts the bad records skipped in training and reports them at the end.
+
+    Takes ``batch.extras["skipped_records"]`` off every training batch (so it
+    never reaches the model), gathers the counts of all ranks when training
+    ends, and prints each record's ``file:line: problem`` and how often it was
+    met (once per epoch it was drawn in). :attr:`skipped` holds the counts.
+    """
+
+    def __init__(self) -> None:
+        self.skipped: Counter[str] = Counter()
+
+    def on_train_batch_start(
+        self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int
+    ) -> None:
+        extras = getattr(batch, "extras", None)
+        if isinstance(extras, dict):
+            self.skipped.update(extras.pop("skipped_records", []))
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        import torch.distributed as dist
+
+        total = Counter(self.skipped)
+        if dist.is_available() and dist.is_initialized():
+            parts: list[Any] = [None] * dist.get_world_size()
+            dist.all_gather_object(parts, dict(self.skipped))
+            total = Counter()
+            for part in parts:
+                total.update(part or {})
+        self.skipped = total
+        if total and trainer.is_global_zero:
+            print(self.summary())
+
+    def summary(self) -> str:
+        lines = [
+            f"Skipped {sum(self.skipped.values())} bad record(s) while training "
+            f"(--on-error skip; {len(self.skipped)} distinct):"
+        ]
+        for text, count in sorted(self.skipped.items()):
+            lines.append(f"  {text} (x{count})")
+        return "\n".join(lines)
+
+
 class MultimodalDataModule(pl.LightningDataModule):
-    """Train / val / test loaders over :class:`~lightly_mm_plugins.data` data sets."""
+    """Train / val / test loaders over :class:`~lightly_mm_plugins.data` data sets.
+
+    Nothing here reads a sample: instance ids (for a stage scheduler) come from
+    the data set's records (``train_set.instance_ids``).
+    """
 
     def __init__(
         self,
@@ -238,31 +388,42 @@ class MultimodalDataModule(pl.LightningDataModule):
         test_set: Any,
         view: View,
         batch_size: int = 128,
-        num_workers: int = 0,
+        num_workers: int | None = 0,
         seed: int = 0,
         scheduler: StageScheduler | None = None,
         stage_of_epoch: Any = None,
+        on_error: str = "raise",
     ) -> None:
         super().__init__()
         from ..data import ViewDataset
 
         self.train_set, self.test_set, self.view = train_set, test_set, view
         self.kinds = dict(train_set.modalities)
+        if num_workers is None:
+            num_workers = default_num_workers(train_set)
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.on_error = on_error
         self.scheduler = scheduler
         self.stage_of_epoch = stage_of_epoch
-        self.train_views = SeededViews(ViewDataset(train_set, view, train=True), seed)
-        self.train_eval_views = ViewDataset(train_set, view, train=False)
-        self.test_eval_views = ViewDataset(test_set, view, train=False)
-        self._instance_ids = (
-            torch.tensor([train_set[i].instance_id for i in range(len(train_set))])
-            if scheduler is not None
-            else None
-        )
+        self.train_views = SeededViews(ViewDataset(train_set, view, train=True), seed, on_error)
+        self.train_eval_views = EvalViews(ViewDataset(train_set, view, train=False), on_error)
+        self.test_eval_views = EvalViews(ViewDataset(test_set, view, train=False), on_error)
+        self._instance_ids = _instance_ids(train_set) if scheduler is not None else None
 
     def collate(self, samples: list[Any]) -> Any:
         from ..data import collate_samples
 
+        batch = collate_samples(samples, self.kinds)
+        skipped = getattr(samples, "skipped", None)
+        if skipped:
+            batch.extras["skipped_records"] = list(skipped)
+        return batch
+
+    def eval_collate(self, samples: list[Any]) -> Any:
+        from ..data import collate_samples
+
+        for text in getattr(samples, "skipped", None) or ():
+            logger.warning("skipped a bad record in evaluation (--on-error skip): %s", text)
         return collate_samples(samples, self.kinds)
 
     def _world(self) -> tuple[int, int]:
@@ -321,6 +482,14 @@ class MultimodalDataModule(pl.LightningDataModule):
             ds,
             batch_size=batch_size or max(self.batch_size, 256),
             shuffle=False,
-            collate_fn=self.collate,
+            collate_fn=self.eval_collate,
             num_workers=self.num_workers,
         )
+
+
+def _instance_ids(dataset: Any) -> torch.Tensor:
+    """Instance ids from the records (no sample is read), else by reading every sample."""
+    ids = getattr(dataset, "instance_ids", None)
+    if ids is not None:
+        return torch.as_tensor(ids, dtype=torch.long)
+    return torch.tensor([dataset[i].instance_id for i in range(len(dataset))])

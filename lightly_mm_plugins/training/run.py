@@ -50,6 +50,27 @@ def _check_out_dir(out: Path) -> None:
         ) from exc
 
 
+def data_file_options(cfg: TrainConfig) -> Any:
+    """``spec -> load_dataset keyword arguments``: the file options set in ``cfg``,
+    for annotation files only (the embedded data sets take none)."""
+    from ..data import check_data_spec
+
+    options = {
+        "image_root": cfg.image_root,
+        "csv_img_key": cfg.csv_img_key,
+        "csv_caption_key": cfg.csv_caption_key,
+        "csv_separator": cfg.csv_separator,
+    }
+    given = {k: v for k, v in options.items() if v is not None}
+
+    def for_spec(spec: str) -> dict[str, Any]:
+        if check_data_spec(spec) != "file":
+            return {}
+        return given
+
+    return for_spec
+
+
 def build_components(cfg: TrainConfig) -> dict[str, Any]:
     """Data sets, view, encoders, objective, scheduler and module for ``cfg``."""
     from .. import get_host
@@ -60,8 +81,17 @@ def build_components(cfg: TrainConfig) -> dict[str, Any]:
 
     host = get_host()
     obj_entry = host.registry("objectives").get(cfg.method)
-    train_set: Any = load_dataset(cfg.data, split="train", on_error=cfg.on_error, seed=0)
-    test_set = load_dataset(cfg.data, split="test", on_error=cfg.on_error, seed=0)
+    file_options = data_file_options(cfg)
+    common: dict[str, Any] = {"on_error": cfg.on_error, "seed": 0}
+    if cfg.test_data is None:
+        common["split_fractions"] = tuple(cfg.split_fractions)
+    train_set: Any = load_dataset(cfg.data, split="train", **common, **file_options(cfg.data))
+    if cfg.test_data is not None:
+        test_set = load_dataset(
+            cfg.test_data, split="all", on_error=cfg.on_error, **file_options(cfg.test_data)
+        )
+    else:
+        test_set = load_dataset(cfg.data, split="test", **common, **file_options(cfg.data))
     if cfg.limit_train_samples is not None:
         keep = range(min(cfg.limit_train_samples, len(train_set)))
         train_set = train_set.subset(list(keep))
@@ -132,6 +162,7 @@ def build_components(cfg: TrainConfig) -> dict[str, Any]:
         seed=cfg.seed,
         scheduler=scheduler,
         stage_of_epoch=module.stage_of_epoch,
+        on_error=cfg.on_error,
     )
     # A bound method, not a lambda: ddp_spawn pickles the module.
     module.embed_loader_fn = functools.partial(dm.eval_loader, "train")
@@ -236,11 +267,44 @@ def evaluate(module: Any, dm: Any, seed: int = 0) -> dict[str, float]:
         a, b = modalities[:2]
         if a in test["joint"] and b in test["joint"]:
             fa, fb = test["joint"][a], test["joint"][b]
-            rec = retrieval_recall(fa, test["ids"][a], fb, test["ids"][b], ks=(1, 5, 10))
+            ks = retrieval_ks(int(torch.unique(test["ids"][a]).numel()))
+            rec = retrieval_recall(fa, test["ids"][a], fb, test["ids"][b], ks=ks) if ks else {}
             for key, value in rec.items():
                 key = key.replace("a2b", f"{a}_to_{b}").replace("b2a", f"{b}_to_{a}")
                 results[f"retrieval/{key}"] = float(value)
     return results
+
+
+#: Ks of the retrieval recall that is reported (those below the gallery size).
+RETRIEVAL_KS = (1, 5, 10)
+#: Fewer test instances than this: a warning that R@K is coarse.
+SMALL_GALLERY = 100
+
+
+def retrieval_ks(gallery: int, ks: tuple[int, ...] = RETRIEVAL_KS) -> tuple[int, ...]:
+    """The Ks below ``gallery`` (test instances): R@K with K >= gallery is 1.0 by
+    construction (every instance is in the top K), so it is not reported.
+
+    Warns when the gallery has fewer than :data:`SMALL_GALLERY` instances.
+
+    Example:
+        >>> retrieval_ks(1000), retrieval_ks(8)  # doctest: +SKIP
+        ((1, 5, 10), (1, 5))
+    """
+    import warnings
+
+    kept = tuple(k for k in ks if k < gallery)
+    if gallery < SMALL_GALLERY:
+        dropped = [k for k in ks if k >= gallery]
+        warnings.warn(
+            f"the test gallery has only {gallery} instance(s): retrieval R@K is coarse "
+            f"(one instance = {100 / max(gallery, 1):.0f} points)"
+            + (f" and R@{', R@'.join(map(str, dropped))} is not reported" if dropped else "")
+            + "; evaluate on more data (--test-data, --split-fractions)",
+            UserWarning,
+            stacklevel=2,
+        )
+    return kept
 
 
 def _retrieval_features_note(results: dict[str, float]) -> str:
@@ -299,6 +363,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         SimulatedCrash,
         StopAfterEpochs,
     )
+    from .datamodule import SkippedRecordsReport
     from .plots import plot_loss_curve, plot_results
 
     t0 = time.time()
@@ -330,7 +395,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.eval_init and ckpt_path is None:
         results["init"] = evaluate(module, dm, seed=cfg.seed)
 
-    callbacks: list[Any] = [RunCheckpoint(last, every_n_steps=cfg.checkpoint_every_n_steps)]
+    skipped_report = SkippedRecordsReport()
+    callbacks: list[Any] = [
+        RunCheckpoint(last, every_n_steps=cfg.checkpoint_every_n_steps),
+        skipped_report,
+    ]
     if cfg.stop_after_epochs is not None:
         callbacks.append(StopAfterEpochs(cfg.stop_after_epochs))
     if cfg.stop_after_steps is not None:
@@ -383,6 +452,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         results["module"] = module
         return results
 
+    if skipped_report.skipped:
+        results["skipped_records"] = dict(skipped_report.skipped)
     if cfg.eval_final:
         results["trained"] = evaluate(module, dm, seed=cfg.seed)
     results["plugins"] = [

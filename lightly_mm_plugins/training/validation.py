@@ -152,6 +152,22 @@ def devices(v: Any) -> str | None:
     return "must be a positive number of devices, 'auto', -1 (all) or GPU indices such as 0,1"
 
 
+def split_fractions(v: Any) -> str | None:
+    ok = (
+        isinstance(v, (list, tuple))
+        and len(v) == 2
+        and all(_is_number(x) for x in v)
+        and 0 < v[0] <= 1
+        and 0 <= v[1] <= 1
+        and v[0] + v[1] <= 1
+    )
+    return None if ok else "must be TRAIN,VAL fractions, train > 0, val >= 0, sum <= 1"
+
+
+def one_char(v: Any) -> str | None:
+    return None if isinstance(v, str) and len(v) == 1 else "must be one character"
+
+
 SEED_MAX = 2**32 - 1
 
 #: One rule per ``TrainConfig`` field. New flags add a line here.
@@ -163,6 +179,12 @@ FIELD_RULES: dict[str, Rule] = {
     "scheduler": optional(non_empty_str),
     "scheduler_args": mapping,
     "data": non_empty_str,
+    "image_root": optional(existing_path("folder")),
+    "csv_img_key": optional(non_empty_str),
+    "csv_caption_key": optional(non_empty_str),
+    "csv_separator": optional(one_char),
+    "test_data": optional(non_empty_str),
+    "split_fractions": split_fractions,
     "epochs": optional(positive_int),
     "batch_size": int_at_least(2, "must be an integer >= 2 (a contrastive batch needs negatives)"),
     "lr": positive_float,
@@ -177,7 +199,7 @@ FIELD_RULES: dict[str, Rule] = {
     "accelerator": one_of("auto", "cpu", "gpu", "cuda"),
     "devices": devices,
     "precision": optional(precision),
-    "num_workers": non_negative_int,
+    "num_workers": optional(non_negative_int),
     "limit_train_samples": optional(positive_int),
     "on_error": one_of("raise", "skip"),
     "seed": int_at_least(0, f"must be an integer in [0, {SEED_MAX}]"),
@@ -371,7 +393,6 @@ def validate_config(cfg: Any, host: Any = None) -> None:
         ConfigError, ArgumentError, UnknownComponentError, DataError: one line
             naming the flag and the fix.
     """
-    from ..data import check_data_spec
     from ..manager import get_host
     from ..registry import KIND_SINGULAR
 
@@ -394,7 +415,7 @@ def validate_config(cfg: Any, host: Any = None) -> None:
                 rest = {k: v for k, v in kwargs.items() if k != "inner"}
                 check_component_arguments(inner.resolve(), rest, f"{what} (via {inner.name!r})")
     check_encoders(cfg)
-    check_data_spec(cfg.data)
+    check_data_options(cfg)
     check_devices(cfg.accelerator, cfg.devices)
 
 
@@ -410,6 +431,31 @@ def check_encoders(cfg: Any) -> None:
                 resolve_encoder(kind, spec)
             except (ValueError, ImportError) as exc:
                 raise ConfigError(f"--{kind}-encoder {spec}: {exc}") from exc
+
+
+def check_data_options(cfg: Any) -> None:
+    """``--data`` / ``--test-data`` known specs or existing files; the file options
+    (``--image-root``, ``--csv-*``) only with an annotation file (never dropped silently).
+
+    Raises:
+        DataError: an unknown spec or missing file.
+        ConfigError: a file option without an annotation file.
+    """
+    from ..data import check_data_spec
+
+    kinds = [check_data_spec(cfg.data)]
+    if cfg.test_data is not None:
+        kinds.append(check_data_spec(cfg.test_data))
+    given = [
+        name
+        for name in ("image_root", "csv_img_key", "csv_caption_key", "csv_separator")
+        if getattr(cfg, name) is not None
+    ]
+    if given and "file" not in kinds:
+        raise ConfigError(
+            f"{', '.join(flag(n) for n in given)}: only apply to an annotation file, but "
+            f"--data is {_show(cfg.data)}; drop them or pass an annotation file"
+        )
 
 
 def _forwarded_to(factory: Any, kwargs: Mapping[str, Any], host: Any, kind: str) -> Any:
