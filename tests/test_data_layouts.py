@@ -315,3 +315,20 @@ def test_retrieval_ks_below_the_gallery_and_a_small_gallery_warning():
         assert retrieval_ks(8) == (1, 5)
     with pytest.warns(UserWarning, match=r"only 3 instance.*R@5, R@10"):
         assert retrieval_ks(3) == (1,)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--split-fractions", "0.9,0.2"], "--split-fractions (0.9, 0.2): must be TRAIN,VAL"),
+        (["--split-fractions", "half"], "--split-fractions half: must be TRAIN,VAL"),
+        (["--image-root", "."], "--image-root: only apply to an annotation file"),
+        (["--csv-separator", ";;"], "--csv-separator ;;: must be one character"),
+        (["--test-data", "nope.jsonl"], "nope.jsonl: annotation file not found"),
+    ],
+)
+def test_data_flags_are_validated_before_anything_starts(argv, message, capsys):
+    from lightly_mm_plugins.cli import main
+
+    assert main(["train", "--method", "clip", *argv]) == 2
+    assert message in capsys.readouterr().err
