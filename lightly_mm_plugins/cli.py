@@ -5,6 +5,8 @@
 * ``lightly-mm plugins check``: exit 1 on any load failure or name conflict.
 * ``lightly-mm train --method NAME ...``: the main job (see ``--help``).
 * ``lightly-mm compare --methods a,b``: several methods on the same data/seeds.
+* ``lightly-mm data to-shards ANNOTATIONS OUT_DIR``: WebDataset shards from an
+  annotation file.
 
 Errors the user can fix (an unknown method, view or scheduler, bad data, an
 argument a method does not take: :class:`~lightly_mm_plugins.errors.LightlyMMError`
@@ -156,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_arguments(t)
     c = sub.add_parser("compare", help="run several methods on the same data and seeds")
     add_compare_arguments(c)
+    from .data.commands import add_data_arguments
+
+    add_data_arguments(sub)
     return parser
 
 

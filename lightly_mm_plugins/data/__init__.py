@@ -80,7 +80,8 @@ NAMED = (
 )
 ACCEPTED = (
     "use 'default' (or 'digits': embedded digits + captions), "
-    "'synthetic[:shared|unique1|unique2|all]' (FactorCL synthetic vectors), or the path of "
+    "'synthetic[:shared|unique1|unique2|all]' (FactorCL synthetic vectors), WebDataset "
+    "shards ('shards/{000000..000099}.tar'), or the path of "
     "an annotation file: .jsonl (image + captions per line), COCO captions or Karpathy "
     "split .json, or .csv / .tsv with image and caption columns"
 )
@@ -143,6 +144,17 @@ def load_dataset(
         _check_kwargs(load_synthetic, kwargs, spec)
         ds = load_synthetic("all", seed=seed, label=label, **kwargs)
         return select_split(ds, split, seed, tuple(split_fractions))  # type: ignore[arg-type]
+    if kind == "shards":
+        from .shards import ShardDataset
+
+        if kwargs:
+            raise DataError(f"unexpected arguments {sorted(kwargs)} for shards {spec!r}")
+        if split not in ("train", "all"):
+            raise DataError(
+                f"shards {spec!r} carry no held-out {split!r} split; evaluate on separate "
+                "data (--test-data FILE or shards) or pass --no-eval"
+            )
+        return ShardDataset(spec, on_error=on_error)  # type: ignore[return-value]
     path = Path(spec)
     unknown = sorted(k for k in kwargs if k not in FILE_KWARGS)
     if unknown:
@@ -169,13 +181,19 @@ def load_dataset(
 
 
 def check_data_spec(spec: str) -> str:
-    """What ``spec`` names, without loading anything: ``digits``, ``synthetic`` or ``file``.
+    """What ``spec`` names, without loading anything: ``digits``, ``synthetic``, ``file``
+    or ``shards`` (a ``.tar`` pattern such as ``shards/{000..009}.tar``).
 
     Raises a :class:`DataError` for an unknown spec (with the closest name) or
     a missing annotation file, so a command can fail before it loads models.
     """
     if spec in ("default", "digits"):
         return "digits"
+    from .shards import expand_shards, is_shard_spec
+
+    if is_shard_spec(spec):
+        expand_shards(spec)
+        return "shards"
     if spec == "synthetic" or spec.startswith("synthetic:"):
         return "synthetic"
     path = Path(spec)

@@ -241,6 +241,41 @@ class ResumableDataLoader(DataLoader):
         self.skipper.skip = done
 
 
+class ResumableShardLoader(DataLoader):
+    """The training loader of one epoch over tar shards, resumable from inside it.
+
+    The same ``state_dict`` / ``load_state_dict`` protocol as
+    :class:`ResumableDataLoader`; on load, every worker is told how many of its
+    batches the run had taken (:attr:`~lightly_mm_plugins.data.shards.ShardBatches.skip_batches`).
+    """
+
+    def __init__(
+        self,
+        batches: Any,
+        epoch: int,
+        progress: Callable[[], int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(batches, batch_size=None, **kwargs)
+        self.batches, self.epoch, self.progress = batches, epoch, progress
+
+    def state_dict(self) -> dict[str, int]:
+        done = self.progress() if self.progress is not None else 0
+        return {"epoch": int(self.epoch), "batches_done": int(done), "num_batches": len(self)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        epoch, done = int(state["epoch"]), int(state["batches_done"])
+        total = int(state.get("num_batches", len(self)))
+        if epoch != self.epoch or total != len(self) or not 0 <= done <= total:
+            raise CheckpointError(
+                f"the checkpoint stopped after batch {done} of {total} of epoch {epoch}, but "
+                f"this run's epoch {self.epoch} has {len(self)} batches: the shards, "
+                "--batch-size, --devices or --num-workers differ from the run that wrote it; "
+                "resume with the same settings, or start a new run (another --out)"
+            )
+        self.batches.skip_batches = done
+
+
 def seed_cpu_generators(seed: int) -> None:
     """Seed Python's, NumPy's and torch's CPU global generators.
 
@@ -399,16 +434,25 @@ class MultimodalDataModule(pl.LightningDataModule):
 
         self.train_set, self.test_set, self.view = train_set, test_set, view
         self.kinds = dict(train_set.modalities)
+        #: --num-workers not given: the default, lowered for shards to what they can feed.
+        self.auto_workers = num_workers is None
         if num_workers is None:
             num_workers = default_num_workers(train_set)
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.on_error = on_error
         self.scheduler = scheduler
         self.stage_of_epoch = stage_of_epoch
-        self.train_views = SeededViews(ViewDataset(train_set, view, train=True), seed, on_error)
-        self.train_eval_views = EvalViews(ViewDataset(train_set, view, train=False), on_error)
-        self.test_eval_views = EvalViews(ViewDataset(test_set, view, train=False), on_error)
-        self._instance_ids = _instance_ids(train_set) if scheduler is not None else None
+        self.streaming = bool(getattr(train_set, "streaming", False))
+        self.train_views = (
+            None
+            if self.streaming
+            else SeededViews(ViewDataset(train_set, view, train=True), seed, on_error)
+        )
+        self.train_eval_views = _eval_views(train_set, view, on_error)
+        self.test_eval_views = _eval_views(test_set, view, on_error)
+        self._instance_ids = (
+            _instance_ids(train_set) if scheduler is not None and not self.streaming else None
+        )
 
     def collate(self, samples: list[Any]) -> Any:
         from ..data import collate_samples
@@ -432,6 +476,18 @@ class MultimodalDataModule(pl.LightningDataModule):
             return 1, 0
         return trainer.world_size, trainer.global_rank
 
+    def shard_batches(self, epoch: int) -> Any:
+        """This rank's batches of ``epoch`` from tar shards (:mod:`~.data.shards`)."""
+        from ..data.shards import ShardBatches
+
+        world, rank = self._world()
+        workers = self.num_workers
+        if self.auto_workers:
+            workers = min(workers, len(self.train_set.paths) // world)
+        return ShardBatches(
+            self.train_set, self.view, self.batch_size, self.seed, epoch, world, rank, workers
+        )
+
     def train_sampler(self, epoch: int) -> Sampler[list[int]]:
         """This rank's batches of ``epoch`` (the stage scheduler's, else shuffled)."""
         world, rank = self._world()
@@ -444,7 +500,7 @@ class MultimodalDataModule(pl.LightningDataModule):
             if batches is not None:
                 return FixedBatches(batches)
         return EpochBatchSampler(
-            len(self.train_views), self.batch_size, self.seed, epoch, world, rank
+            len(self.train_set), self.batch_size, self.seed, epoch, world, rank
         )
 
     def batches_per_epoch(self, epoch: int = 0) -> int:
@@ -455,11 +511,23 @@ class MultimodalDataModule(pl.LightningDataModule):
         a checkpoint's loop state is restored and so kept an epoch-0 loader
         from being positioned when a run resumes inside epoch 0.
         """
+        if self.streaming:
+            return len(self.shard_batches(epoch))
         return len(self.train_sampler(epoch))  # type: ignore[arg-type]
 
     def train_dataloader(self) -> DataLoader:
         trainer = getattr(self, "trainer", None)
         epoch = trainer.current_epoch if trainer is not None else 0
+        if self.streaming:
+            batches = self.shard_batches(epoch)
+            return ResumableShardLoader(
+                batches,
+                epoch,
+                progress=self._batches_taken if trainer is not None else None,
+                collate_fn=self.collate,
+                num_workers=batches.num_workers,
+            )
+        assert self.train_views is not None
         self.train_views.epoch = epoch
         return ResumableDataLoader(
             self.train_views,
@@ -478,12 +546,15 @@ class MultimodalDataModule(pl.LightningDataModule):
 
     def eval_loader(self, which: str = "test", batch_size: int | None = None) -> DataLoader:
         ds = self.test_eval_views if which == "test" else self.train_eval_views
+        workers = self.num_workers
+        if getattr(ds, "streaming", False):  # whole shards per worker
+            workers = min(workers, len(ds.shards.paths))
         return DataLoader(
             ds,
             batch_size=batch_size or max(self.batch_size, 256),
             shuffle=False,
             collate_fn=self.eval_collate,
-            num_workers=self.num_workers,
+            num_workers=workers,
         )
 
 
@@ -493,3 +564,28 @@ def _instance_ids(dataset: Any) -> torch.Tensor:
     if ids is not None:
         return torch.as_tensor(ids, dtype=torch.long)
     return torch.tensor([dataset[i].instance_id for i in range(len(dataset))])
+
+
+class ShardEvalViews(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
+    """Evaluation views of every sample of tar shards (split over loader workers by shard)."""
+
+    streaming = True
+
+    def __init__(self, shards: Any, view: View) -> None:
+        self.shards, self.view = shards, view
+        self.modalities = dict(shards.modalities)
+
+    def __len__(self) -> int:
+        return len(self.shards)
+
+    def __iter__(self) -> Iterator[Any]:
+        for sample in self.shards:
+            yield self.view.eval_view(sample)
+
+
+def _eval_views(dataset: Any, view: View, on_error: str) -> Any:
+    from ..data import ViewDataset
+
+    if getattr(dataset, "streaming", False):
+        return ShardEvalViews(dataset, view)
+    return EvalViews(ViewDataset(dataset, view, train=False), on_error)

@@ -81,17 +81,29 @@ def build_components(cfg: TrainConfig) -> dict[str, Any]:
 
     host = get_host()
     obj_entry = host.registry("objectives").get(cfg.method)
+    from ..data import check_data_spec
+
     file_options = data_file_options(cfg)
+    shards = check_data_spec(cfg.data) == "shards"
     common: dict[str, Any] = {"on_error": cfg.on_error, "seed": 0}
-    if cfg.test_data is None:
+    if cfg.test_data is None and not shards:
         common["split_fractions"] = tuple(cfg.split_fractions)
-    train_set: Any = load_dataset(cfg.data, split="train", **common, **file_options(cfg.data))
+    train_set: Any = load_dataset(
+        cfg.data, split="all" if shards else "train", **common, **file_options(cfg.data)
+    )
     if cfg.test_data is not None:
         test_set = load_dataset(
             cfg.test_data, split="all", on_error=cfg.on_error, **file_options(cfg.test_data)
         )
+    elif shards and not (cfg.eval_init or cfg.eval_final):
+        test_set = train_set  # never read: no evaluation
     else:
         test_set = load_dataset(cfg.data, split="test", **common, **file_options(cfg.data))
+    if shards and cfg.limit_train_samples is not None:
+        raise LightlyMMError(
+            "--limit-train-samples needs an annotation file; with shards, name fewer shards "
+            "(e.g. 'shards/{000..001}.tar')"
+        )
     if cfg.limit_train_samples is not None:
         keep = range(min(cfg.limit_train_samples, len(train_set)))
         train_set = train_set.subset(list(keep))
@@ -137,6 +149,11 @@ def build_components(cfg: TrainConfig) -> dict[str, Any]:
     scheduler = host.registry("stage_schedulers").create(
         sched_name, epochs=epochs, **cfg.scheduler_args
     )
+    if shards and scheduler.num_stages() > 1:
+        raise LightlyMMError(
+            f"stage scheduler {sched_name!r} draws its own batches from all instances, which "
+            "streamed shards cannot give; use an annotation file, or --scheduler single"
+        )
     if scheduler.num_stages() > 1 and not objective.requirements.pseudo_labels:
         if getattr(scheduler, "needs_pseudo_labels", True):
             raise LightlyMMError(

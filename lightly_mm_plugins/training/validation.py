@@ -446,6 +446,11 @@ def check_data_options(cfg: Any) -> None:
     kinds = [check_data_spec(cfg.data)]
     if cfg.test_data is not None:
         kinds.append(check_data_spec(cfg.test_data))
+    if kinds[0] == "shards" and cfg.test_data is None and (cfg.eval_init or cfg.eval_final):
+        raise ConfigError(
+            f"--data {_show(cfg.data)}: shards carry no held-out split to evaluate on; pass "
+            "--test-data (an annotation file or shards) or --no-eval"
+        )
     given = [
         name
         for name in ("image_root", "csv_img_key", "csv_caption_key", "csv_separator")
