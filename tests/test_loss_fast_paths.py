@@ -146,3 +146,60 @@ def test_cct_chunked_equals_dense_with_weights(variant) -> None:
         rtol=1e-10,
         atol=1e-12,
     )
+
+
+def _dense_mxmclr(a, b, scale, soft_weight, soft_factor, groups=None):
+    """MXM-CLR's hybrid loss written out densely: every fold of an instance is a positive."""
+    n, ma, _ = a.shape
+    mb = b.shape[1]
+
+    def direction(u, v, mu, mv):
+        logits = (
+            scale * F.normalize(u, dim=-1).flatten(0, 1) @ F.normalize(v, dim=-1).flatten(0, 1).T
+        )
+        inst_u = torch.arange(n).repeat_interleave(mu)
+        inst_v = torch.arange(n).repeat_interleave(mv)
+        pos = inst_u[:, None] == inst_v[None, :]
+        if groups is not None:
+            g_u, g_v = groups.repeat_interleave(mu), groups.repeat_interleave(mv)
+            logits = logits.masked_fill((g_u[:, None] != g_v[None, :]) & ~pos, float("-inf"))
+        log_p = torch.log_softmax(logits, dim=1)
+        hard_t = pos.double() / pos.sum(1, keepdim=True)
+        soft_t = torch.softmax(
+            (soft_factor * logits.detach()).masked_fill(~pos, float("-inf")), dim=1
+        )
+        target = (1 - soft_weight) * hard_t + soft_weight * soft_t
+        return -(target * log_p.masked_fill(~pos, 0.0)).sum(1).mean()
+
+    return 0.5 * (direction(a, b, ma, mb) + direction(b, a, mb, ma))
+
+
+@pytest.mark.parametrize("chunk", [None, 4])
+@pytest.mark.parametrize("folds", [(3, 3), (2, 4)])
+@pytest.mark.parametrize("soft", [(0.0, None), (0.5, None), (1.0, 0.3)])
+@pytest.mark.parametrize("labels", [False, True])
+def test_mxmclr_regular_folds_equal_dense_reference(chunk, folds, soft, labels) -> None:
+    from lightly_mm_mxmclr.loss import MXMCLRLoss
+
+    g = torch.Generator().manual_seed(5)
+    n, d = 6, 5
+    a = torch.randn(n, folds[0], d, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(n, folds[1], d, generator=g, dtype=torch.float64, requires_grad=True)
+    groups = torch.tensor([0, 1, 0, 1, 0, 1]) if labels else None
+    loss_fn = MXMCLRLoss(
+        temperature=0.2,
+        soft_weight=soft[0],
+        soft_temperature=soft[1],
+        learnable_temperature=True,
+        chunk_size=chunk,
+    ).double()
+    got = loss_fn(a, b, pseudo_labels=groups)
+    scale = loss_fn.log_scale.exp()
+    factor = 1.0 if soft[1] is None else 1.0 / (scale.detach() * soft[1])
+    want = _dense_mxmclr(a, b, scale, soft[0], factor, groups)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    params = (a, b, loss_fn.log_scale)
+    for g1, g2 in zip(
+        torch.autograd.grad(got, params), torch.autograd.grad(want, params), strict=True
+    ):
+        torch.testing.assert_close(g1, g2, rtol=1e-10, atol=1e-12)

@@ -581,7 +581,7 @@ class CCTLoss(nn.Module):
         out: dict[str, Tensor] = {}
         # ---------------------------------------------------------- attraction
         target = z if t is None else t
-        d_pos = (z.unsqueeze(2) - target.unsqueeze(1)).pow(2).sum(-1)  # (N, K, K)
+        d_pos = squared_distances(z, target)  # (N, K, K), a batched matmul: no (N, K, K, D)
         eye = torch.eye(k, dtype=torch.bool, device=z.device)
         valid_pos = mask.unsqueeze(2) & mask.unsqueeze(1) & ~eye
         logits_pos = self.tau_pos * (d_pos.detach() if self._detach(t is not None) else d_pos)

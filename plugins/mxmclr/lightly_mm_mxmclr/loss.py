@@ -319,6 +319,119 @@ class _MultifoldCrossEntropy(torch.autograd.Function):
         return grad_u, grad_v, None, None, None, None, None, None, None
 
 
+class _BlockPositives(torch.autograd.Function):
+    """:class:`_MultifoldCrossEntropy` for the regular layout: every fold valid, one id
+    per instance, no process group.
+
+    Anchor row ``p`` belongs to instance ``p // m_u`` and its positives are the
+    candidate columns ``[inst · m_v, (inst + 1) · m_v)``, a contiguous block. So no
+    ``(rows, Q)`` positive mask exists: the positives' logits are gathered as a
+    ``(rows, m_v)`` tensor from the score block viewed as ``(rows, N, m_v)``, the
+    soft target lives on that small tensor, and the ``(rows, Q)`` passes are only
+    those of CLIP (scores, log-sum-exp, and in the backward the softmax); the
+    targets are subtracted on the gathered blocks. Same values and gradients as the
+    general kernel.
+    """
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda")
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        u: Tensor,
+        v: Tensor,
+        m_u: int,
+        m_v: int,
+        groups_u: Tensor | None,
+        groups_v: Tensor | None,
+        factor: Tensor,
+        chunk: int | None,
+    ) -> tuple[Tensor, Tensor]:
+        rows, q = u.shape[0], v.shape[0]
+        step = max(rows, 1) if chunk is None else chunk
+        dtype = torch.float32 if u.dtype in (torch.float16, torch.bfloat16) else u.dtype
+        lse = torch.empty(rows, dtype=dtype, device=u.device)
+        weights = torch.empty(rows, m_v, dtype=dtype, device=u.device)
+        hard = torch.empty(rows, dtype=dtype, device=u.device)
+        soft = torch.empty(rows, dtype=dtype, device=u.device)
+        inst = torch.arange(rows, device=u.device) // m_u
+        work = torch.empty(min(step, rows), q, dtype=dtype, device=u.device)
+        kept: Tensor | None = None
+        for start in range(0, rows, step):
+            stop = min(start + step, rows)
+            scores = _BlockPositives._scores(u, v, groups_u, groups_v, start, stop)
+            shift = scores.amax(dim=1, keepdim=True)
+            buf = work[: stop - start]
+            block_lse = torch.sub(scores, shift, out=buf).exp_().sum(dim=1).log_()
+            block_lse.add_(shift.squeeze(1))
+            pos = _BlockPositives._positives(scores, inst[start:stop], m_v)
+            w = torch.softmax(pos * factor, dim=1)
+            lse[start:stop] = block_lse
+            weights[start:stop] = w
+            hard[start:stop] = block_lse - pos.mean(dim=1)
+            soft[start:stop] = block_lse - (w * pos).sum(dim=1)
+            if chunk is None:
+                kept = scores
+        ctx.step, ctx.m_v, ctx.work = step, m_v, work
+        ctx.save_for_backward(u, v, lse, weights, inst, groups_u, groups_v, kept)
+        return hard, soft
+
+    @staticmethod
+    def _scores(
+        u: Tensor,
+        v: Tensor,
+        groups_u: Tensor | None,
+        groups_v: Tensor | None,
+        start: int,
+        stop: int,
+    ) -> Tensor:
+        scores = _half_to_float(u[start:stop] @ v.T)
+        if groups_u is not None and groups_v is not None:  # positives share the group
+            scores.masked_fill_(groups_u[start:stop, None] != groups_v[None, :], float("-inf"))
+        return scores
+
+    @staticmethod
+    def _positives(scores: Tensor, inst: Tensor, m_v: int) -> Tensor:
+        """``(rows, m_v)`` logits of each row's own instance block."""
+        rows = scores.shape[0]
+        return scores.view(rows, -1, m_v)[torch.arange(rows, device=scores.device), inst]
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, g_hard: Tensor, g_soft: Tensor) -> tuple[Tensor | None, ...]:
+        u, v, lse, weights, inst, groups_u, groups_v, kept = ctx.saved_tensors
+        step, m_v = ctx.step, ctx.m_v
+        rows = u.shape[0]
+        grad_u = torch.empty_like(u) if ctx.needs_input_grad[0] else None
+        grad_v = (
+            torch.zeros(v.shape, dtype=lse.dtype, device=v.device)
+            if ctx.needs_input_grad[1]
+            else None
+        )
+        for start in range(0, rows, step):
+            stop = min(start + step, rows)
+            if kept is not None:
+                grad = kept
+            else:
+                grad = _BlockPositives._scores(u, v, groups_u, groups_v, start, stop)
+            gh = g_hard[start:stop, None].to(lse.dtype)
+            gs = g_soft[start:stop, None].to(lse.dtype)
+            # (g_h + g_s) softmax_K(p), then minus g_s w + g_h / m_v on the own block
+            grad.sub_(lse[start:stop, None]).exp_().mul_(gh + gs)
+            n_rows = stop - start
+            idx = torch.arange(n_rows, device=grad.device)
+            block = grad.view(n_rows, -1, m_v)
+            block[idx, inst[start:stop]] -= gs * weights[start:stop] + gh / m_v
+            operand = grad.to(u.dtype)
+            if grad_u is not None:
+                grad_u[start:stop] = (operand @ v).to(u.dtype)
+            if grad_v is not None:
+                grad_v += (u[start:stop].T @ operand).T.to(grad_v.dtype)
+        if grad_v is not None:
+            grad_v = grad_v.to(v.dtype)
+        return grad_u, grad_v, None, None, None, None, None, None
+
+
 class MXMCLRLoss(nn.Module):
     """Multifold-aware hybrid (hard + soft) cross-modal contrastive loss (MXM-CLR).
 
@@ -489,6 +602,14 @@ class MXMCLRLoss(nn.Module):
             and instance_ids is None
             and not (self.gather_distributed and world_size() > 1)
         )
+        # Every fold valid and one id per instance: each anchor's positives are one
+        # contiguous block of candidate columns (the fast kernel _BlockPositives).
+        regular = (
+            mask_a is None
+            and mask_b is None
+            and instance_ids is None
+            and not (self.gather_distributed and world_size() > 1)
+        )
         mask_a = _as_mask(mask_a, a, "mask_a")
         mask_b = _as_mask(mask_b, b, "mask_b")
         gather = self.gather_distributed
@@ -552,6 +673,17 @@ class MXMCLRLoss(nn.Module):
         else:  # soft logits sim / τ_s = scores / (scale · τ_s), detached
             scale_d = torch.as_tensor(scale, dtype=stats, device=ua.device).detach()
             factor = 1.0 / (scale_d * self.soft_temperature)
+        if regular:
+            hard_ab, soft_ab = _BlockPositives.apply(
+                ua * scale, ub, ma, mb, ga, gb, factor, self.chunk_size
+            )
+            hard_ba, soft_ba = _BlockPositives.apply(
+                ub * scale, ua, mb, ma, gb, ga, factor, self.chunk_size
+            )
+            hard = 0.5 * (hard_ab.mean() + hard_ba.mean())
+            soft = 0.5 * (soft_ab.mean() + soft_ba.mean())
+            loss = (1.0 - self.soft_weight) * hard + self.soft_weight * soft
+            return MXMCLRTerms(loss=loss, hard=hard, soft=soft)
         hard_ab, soft_ab, count_ab = self._direction(
             ua * scale, ub_all, ids_a, ids_b_all, valid_a, valid_b_all, ga, gb_all, factor
         )
