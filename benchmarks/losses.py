@@ -805,6 +805,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default sizes 768, 1536, 3072) and write that section of the results page",
     )
     p.add_argument("--vs-dim", type=int, default=256, help="D of --vs-open-clip")
+    p.add_argument(
+        "--cacr-queue", type=int, default=65536, help="queue of the CACR comparison (0: skip)"
+    )
+    p.add_argument("--cacr-batch", type=int, default=256, help="N of the CACR comparison")
+    p.add_argument(
+        "--memory-pairs", type=int, default=8192, help="pairs of the chunked-memory table (0: skip)"
+    )
     p.add_argument("--_worker", help=argparse.SUPPRESS)
     return p
 
@@ -1571,6 +1578,146 @@ def vs_open_clip(
     return rows, "\n".join(lines) + "\n"
 
 
+def _official_cacr_moco(views: Any, keys: Any, queue: Any, tau_pos: float, tau_neg: float) -> Any:
+    """A re-implementation (this project's code) of the official large-scale CACR loss.
+
+    Follows the structure of ``large_scale_shift_experiments/imagenet/ours/builder.py``
+    (``MoCo.forward`` of github.com/JegZheng/CACR-SSL) operation by operation: a Python
+    loop over the query views, attraction towards the other views' momentum keys with
+    constant weights, repulsion against ``2 - 2 q·queue`` (constant weights) and the
+    intra-batch squared distances (``‖q_i − q_j‖²`` from the broadcast difference, the
+    diagonal dropped by a boolean mask; weights keep their gradient), one softmax over
+    both. Upstream caches ``q @ queue`` of the *first* view for all views (a bug); here
+    every view computes its own, as the issue's comparison asks.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    k = views.shape[0]
+    off_diagonal = ~torch.eye(views.shape[1], dtype=torch.bool)
+    loss1 = loss2 = 0.0
+    for x in range(k):
+        q = F.normalize(views[x], dim=1)
+        others = keys[[i for i in range(k) if i != x]]
+        cost1 = (q - others).norm(p=2, dim=-1).pow(2).transpose(1, 0)
+        with torch.no_grad():
+            w1 = torch.softmax(cost1 * tau_pos, dim=1)
+        loss1 = loss1 + (cost1 * w1).sum(1).mean()
+        cost_q = 2 - 2 * (q @ queue.T)
+        intra = torch.norm(q[:, None] - q, dim=-1).pow(2).masked_select(off_diagonal)
+        intra = intra.view(q.shape[0], q.shape[0] - 1)
+        cost = torch.cat([cost_q, intra], dim=1)
+        logits = torch.cat([cost_q.detach(), intra], dim=1)
+        w2 = torch.softmax(logits * -tau_neg, dim=1)
+        loss2 = loss2 + (-cost * w2).sum(1).mean()
+    return (loss1 + loss2) / k
+
+
+def vs_official_cacr(
+    n: int, num_views: int, queue_size: int, dim: int, repeats: int, threads: int
+) -> str:
+    """``CCTLoss`` (MoCo form) against :func:`_official_cacr_moco` on the same inputs."""
+    import torch
+    import torch.nn.functional as F
+    from lightly_mm_cct.loss import CCTLoss
+
+    torch.set_num_threads(threads)
+    gen = torch.Generator().manual_seed(0)
+    views = torch.randn(num_views, n, dim, generator=gen, requires_grad=True)
+    keys = F.normalize(torch.randn(num_views, n, dim, generator=gen), dim=-1)
+    queue = F.normalize(torch.randn(queue_size, dim, generator=gen), dim=-1)
+    ours = CCTLoss(tau_pos=1.0, tau_neg=2.0, detach_weights="momentum")
+    steps = {
+        "official CACR MoCo loss (re-implemented)": lambda: _official_cacr_moco(
+            views, keys, queue, 1.0, 2.0
+        ),
+        "CCTLoss(keys, queue, detach_weights='momentum')": lambda: ours(
+            views.transpose(0, 1), keys=keys.transpose(0, 1), queue=queue
+        ),
+    }
+    check = [float(f().detach()) for f in steps.values()]
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for r in range(repeats + 1):
+        for name, fn in steps.items():
+            views.grad = None
+            start = time.perf_counter()
+            fn().backward()
+            if r:  # the first round is warm-up
+                times[name].append(time.perf_counter() - start)
+    ref = statistics.median(times[next(iter(steps))])
+    lines = [
+        "",
+        f"### CACR MoCo-v2 queue loss: N = {n}, {num_views} views, queue {queue_size}, D = {dim}",
+        "",
+        f"Same inputs, same values (loss {check[0]:.6f} vs {check[1]:.6f}); median of "
+        f"{repeats} interleaved repeats; ratio = official time / row time.",
+        "",
+        "| row | fwd+bwd ms | ratio |",
+        "|---|---:|---:|",
+    ]
+    for name in steps:
+        ms = statistics.median(times[name])
+        lines.append(f"| {name} | {ms * 1e3:.1f} | {ref / ms:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def chunked_memory(n: int, dim: int, chunk: int, threads: int) -> str:
+    """Peak extra memory of one forward+backward at ``n`` pairs with ``chunk_size=chunk``.
+
+    CPU resident-set high-water mark (:func:`_cpu_peak_extra`), inputs and their
+    gradients' storage excluded (allocated before the step); open_clip's dense
+    ``ClipLoss`` is the reference row.
+    """
+    import torch
+    import torch.nn.functional as F
+    from lightly_mm_cct.loss import CCTLoss
+    from lightly_mm_clip.loss import CLIPLoss
+    from lightly_mm_mxmclr.loss import MXMCLRLoss
+    from open_clip.loss import ClipLoss
+
+    torch.set_num_threads(threads)
+    libc = _glibc()
+    gen = torch.Generator().manual_seed(0)
+
+    def leaf(*shape: int) -> Any:
+        x = torch.randn(*shape, generator=gen).requires_grad_(True)
+        x.grad = torch.zeros_like(x)  # gradient storage exists before the step
+        return x
+
+    a, b = leaf(n, dim), leaf(n, dim)
+    fa, fb = leaf(n // 3, 3, dim), leaf(n // 3, 3, dim)
+    views = leaf(n, 2, dim)
+    scale = torch.tensor(math.log(1 / 0.07), requires_grad=True)
+    rows: list[tuple[str, Callable[[], Any]]] = [
+        (
+            f"{VS_OPEN_CLIP} (dense)",
+            lambda: ClipLoss()(F.normalize(a, dim=-1), F.normalize(b, dim=-1), scale.exp()),
+        ),
+        ("CLIPLoss", lambda: CLIPLoss(chunk_size=chunk)(a, b)),
+        ("MXMCLRLoss, 1 fold", lambda: MXMCLRLoss(chunk_size=chunk)(a, b)),
+        ("MXMCLRLoss, 3x3 folds", lambda: MXMCLRLoss(chunk_size=chunk)(fa, fb)),
+        ("CCTLoss, 2 views", lambda: CCTLoss(chunk_size=chunk)(views)),
+    ]
+    lines = [
+        "",
+        f"### Peak extra memory at {n} pairs, chunk_size = {chunk} (D = {dim})",
+        "",
+        "CPU resident-set high-water mark of one forward+backward above the level before "
+        "it (inputs and gradient buffers allocated before). Target: < ~100 MiB.",
+        "",
+        "| row | peak extra MiB |",
+        "|---|---:|",
+    ]
+    for name, fn in rows:
+
+        def step(fn: Callable[[], Any] = fn) -> None:
+            fn().backward()
+
+        step()  # warm-up: one-time allocations are not the step's
+        lines.append(f"| {name} | {_cpu_peak_extra(step, libc) / 2**20:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -1580,6 +1727,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.vs_open_clip:
         sizes = args.batch_sizes if "--batch-sizes" in argv else [768, 1536, 3072]
         _, section = vs_open_clip(sizes, args.vs_dim, args.repeats, args.threads)
+        if args.memory_pairs > 0:
+            section += chunked_memory(args.memory_pairs, args.vs_dim, 1024, args.threads)
+        if args.cacr_queue > 0:
+            section += vs_official_cacr(
+                args.cacr_batch, 5, args.cacr_queue, 128, max(3, args.repeats // 2), args.threads
+            )
         print(section)
         if not args.no_write:
             out = args.output or RESULTS / "losses-cpu.md"

@@ -184,3 +184,13 @@ def test_vs_open_clip_rows_and_ratios() -> None:
     assert all(r["ratio"] > 0 for r in rows)
     assert [r["ratio"] for r in rows if r["row"] == bench.VS_OPEN_CLIP] == [1.0, 1.0]
     assert section.startswith("## Against open_clip's ClipLoss")
+
+
+def test_official_cacr_and_memory_tables() -> None:
+    pytest.importorskip("open_clip")
+    bench = _load()
+    cacr = bench.vs_official_cacr(8, 3, 20, 4, repeats=1, threads=1)
+    values = cacr.split("same values (loss ")[1].split(")")[0].split(" vs ")
+    assert float(values[0]) == pytest.approx(float(values[1]), rel=1e-5)  # same loss
+    memory = bench.chunked_memory(30, 4, 8, threads=1)
+    assert memory.count("\n| ") == 6  # header + five rows
