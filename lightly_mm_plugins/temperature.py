@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from .losses import check_temperature
 
-__all__ = ["MAX_LOGIT_SCALE", "LogitScale"]
+__all__ = ["MAX_LOGIT_SCALE", "LogitScale", "LogitScaleMixin"]
 
 #: CLIP's upper bound of the logit scale ``1/τ`` (so ``τ >= 0.01``).
 MAX_LOGIT_SCALE = 100.0
@@ -133,3 +133,34 @@ class LogitScale(nn.Module):
     def extra_repr(self) -> str:
         kind = "learnable" if self.log_scale is not None else "fixed"
         return f"{kind}, max_scale={self.max_scale:g}"
+
+
+class LogitScaleMixin:
+    """The temperature API of a loss that owns a :class:`LogitScale` as ``logit_scale``.
+
+    Mixed into ``nn.Module`` losses (``CLIPLoss``, ``MXMCLRLoss``) so that each of them
+    exposes the same ``log_scale``, ``clamp_()``, ``temperature`` and
+    ``temperature_tensor()``, written once.
+    """
+
+    logit_scale: LogitScale
+
+    @property
+    def log_scale(self) -> nn.Parameter | None:
+        """The learnable parameter ``log(1/τ)`` (None for a fixed temperature)."""
+        return self.logit_scale.log_scale
+
+    @torch.no_grad()
+    def clamp_(self) -> None:
+        """Cap ``1/τ`` at 100 after an optimiser step (open_clip); see :class:`LogitScale`."""
+        self.logit_scale.clamp_()
+
+    @property
+    def temperature(self) -> float:
+        """The current temperature ``τ`` (a host-device sync on an accelerator)."""
+        return self.logit_scale.temperature
+
+    def temperature_tensor(self, like: Tensor | None = None) -> Tensor:
+        """The current ``τ`` as a detached 0-d tensor (on ``like``'s device and dtype);
+        logging it every step needs no host-device synchronisation."""
+        return self.logit_scale.temperature_tensor(like)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor, nn
 
 from lightly_mm_plugins.losses import (
@@ -12,10 +11,10 @@ from lightly_mm_plugins.losses import (
     check_gather_distributed,
     cross_modal_info_nce,
 )
-from lightly_mm_plugins.temperature import LogitScale
+from lightly_mm_plugins.temperature import LogitScale, LogitScaleMixin
 
 
-class CLIPLoss(nn.Module):
+class CLIPLoss(LogitScaleMixin, nn.Module):
     """Symmetric cross-modal InfoNCE (Radford et al., 2021).
 
     For L2-normalised embeddings ``a_i`` (e.g. images) and ``b_j`` (texts) and
@@ -66,29 +65,6 @@ class CLIPLoss(nn.Module):
         self.chunk_size = check_chunk_size(chunk_size)
         self.logit_scale = LogitScale(temperature, learnable=learnable_temperature)
         self._register_load_state_dict_pre_hook(self.logit_scale.upgrade_old_state)
-
-    @property
-    def log_scale(self) -> nn.Parameter | None:
-        """The learnable parameter ``log(1/tau)`` (None for a fixed temperature)."""
-        return self.logit_scale.log_scale
-
-    @torch.no_grad()
-    def clamp_(self) -> None:
-        """Cap ``1/tau`` at 100 after an optimiser step (open_clip); see :class:`LogitScale`."""
-        self.logit_scale.clamp_()
-
-    @property
-    def temperature(self) -> float:
-        """The current temperature ``tau``."""
-        return self.logit_scale.temperature
-
-    def temperature_tensor(self, like: Tensor | None = None) -> Tensor:
-        """The current temperature as a detached 0-d tensor (on ``like``'s device).
-
-        Logging it every step needs no host-device synchronisation (the
-        :attr:`temperature` float does).
-        """
-        return self.logit_scale.temperature_tensor(like)
 
     def forward(self, out0: Tensor, out1: Tensor, pseudo_labels: Tensor | None = None) -> Tensor:
         scale = self.logit_scale()

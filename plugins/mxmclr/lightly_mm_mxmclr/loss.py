@@ -89,7 +89,7 @@ from lightly_mm_plugins.losses import (
     rank_offset,
     world_size,
 )
-from lightly_mm_plugins.temperature import MAX_LOGIT_SCALE, LogitScale
+from lightly_mm_plugins.temperature import MAX_LOGIT_SCALE, LogitScale, LogitScaleMixin
 
 __all__ = ["MAX_LOGIT_SCALE", "MXMCLRLoss", "MXMCLRTerms"]
 
@@ -432,7 +432,7 @@ class _BlockPositives(torch.autograd.Function):
         return grad_u, grad_v, None, None, None, None, None, None
 
 
-class MXMCLRLoss(nn.Module):
+class MXMCLRLoss(LogitScaleMixin, nn.Module):
     """Multifold-aware hybrid (hard + soft) cross-modal contrastive loss (MXM-CLR).
 
     See the module docstring for the equations. Every observation pair of the
@@ -505,26 +505,6 @@ class MXMCLRLoss(nn.Module):
         self.normalize = normalize
         self.logit_scale = LogitScale(temperature, learnable=learnable_temperature)
         self._register_load_state_dict_pre_hook(self.logit_scale.upgrade_old_state)
-
-    @property
-    def log_scale(self) -> nn.Parameter | None:
-        """The learnable parameter ``log(1/τ)`` (None for a fixed temperature)."""
-        return self.logit_scale.log_scale
-
-    @torch.no_grad()
-    def clamp_(self) -> None:
-        """Cap ``1/τ`` at 100 after an optimiser step (open_clip); see :class:`LogitScale`."""
-        self.logit_scale.clamp_()
-
-    @property
-    def temperature(self) -> float:
-        """The current temperature ``τ``."""
-        return self.logit_scale.temperature
-
-    def temperature_tensor(self, like: Tensor) -> Tensor:
-        """The current temperature as a detached 0-d tensor on ``like``'s device and
-        dtype; logging it every step needs no host-device synchronisation."""
-        return self.logit_scale.temperature_tensor(like)
 
     def _direction(
         self,
