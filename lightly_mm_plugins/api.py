@@ -335,6 +335,8 @@ class Objective(nn.Module):
     requirements: Requirements = Requirements()
     auxiliary_steps: int = 0
     auxiliary_lr: float = 1e-4
+    #: The training stage the stage driver announced (:meth:`set_stage`), or None.
+    stage: int | None = None
     #: Whether :meth:`joint_embedding` maps every contrasted modality into one
     #: shared space (True) or the objective has none (False: retrieval is skipped).
     joint_space: bool = True
@@ -394,6 +396,17 @@ class Objective(nn.Module):
             "modalities in, or set joint_space = False if there is none (retrieval is then "
             "not evaluated)."
         )
+
+    def set_stage(self, stage: int) -> None:
+        """Told by the stage driver which training stage runs (0, 1, ...).
+
+        The pipeline calls it at the start of training and of every epoch; in
+        your own script a stage callback does (``lightly_mm_mcl.MCLStages``).
+        The default remembers it in :attr:`stage` (None until a driver calls);
+        a staged objective (MCL) uses it to tell "stage 0, no pseudo labels
+        yet" from "no stages at all".
+        """
+        self.stage = int(stage)
 
     def on_after_optimizer_step(self) -> None:
         """Called by the pipeline after every optimiser step (``on_train_batch_end``).

@@ -3,6 +3,8 @@
 * ``lightly-mm plugins [--json] [--all]``: installed plugins, their status and
   what each registered; never crashes because of a plugin.
 * ``lightly-mm plugins check``: exit 1 on any load failure or name conflict.
+* ``lightly-mm plugins --requirements [--json]``: what each objective needs from a
+  training script (:mod:`lightly_mm_plugins.requirements_table`).
 * ``lightly-mm train --method NAME ...``: the main job (see ``--help``).
 * ``lightly-mm compare --methods a,b``: several methods on the same data/seeds.
 * ``lightly-mm data to-shards ANNOTATIONS OUT_DIR``: WebDataset shards from an
@@ -114,6 +116,14 @@ def _print_table(report: dict[str, Any]) -> None:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    if getattr(args, "requirements", False):
+        from .requirements_table import requirements_markdown, requirements_rows
+
+        if args.json:
+            print(json.dumps(requirements_rows(), indent=2))
+        else:
+            print(requirements_markdown())
+        return 0
     try:
         host = get_host()
         report = _plugins_report(host, include_builtin=args.all)
@@ -150,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", nargs="?", choices=["list", "check"], default="list")
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.add_argument("--all", action="store_true", help="include the host's built-ins")
+    p.add_argument(
+        "--requirements",
+        action="store_true",
+        help="print what each objective needs from a training script (views, momentum, "
+        "local features, labels, pseudo labels, auxiliary step, stages) as a Markdown table",
+    )
     p.set_defaults(func=cmd_plugins)
 
     from .training.cli_args import add_compare_arguments, add_train_arguments

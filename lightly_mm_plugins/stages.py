@@ -120,3 +120,60 @@ class SingleStageScheduler(StageScheduler):
 
     def plan(self, stage: int) -> StagePlan:
         return StagePlan(epochs=self.epochs)
+
+
+# --------------------------------------------------------------------------
+# Running the stages: shared by the pipeline and by stage callbacks in scripts
+# --------------------------------------------------------------------------
+
+
+def stage_starts(scheduler: StageScheduler) -> list[int]:
+    """Epoch offsets of the stages: stage ``s`` covers epochs ``[starts[s], starts[s+1])``.
+
+    Example:
+        >>> stage_starts(SingleStageScheduler(epochs=3))
+        [0, 3]
+    """
+    starts = [0]
+    for s in range(scheduler.num_stages()):
+        starts.append(starts[-1] + scheduler.plan(s).epochs)
+    return starts
+
+
+def stage_of_epoch(starts: Sequence[int], epoch: int) -> int:
+    """The stage that epoch ``epoch`` belongs to (the last stage after the end)."""
+    for s in range(len(starts) - 1):
+        if epoch < starts[s + 1]:
+            return s
+    return len(starts) - 2
+
+
+def apply_stage_freeze(plan: StagePlan, encoders: Any) -> None:
+    """Freeze the encoders of the modalities ``plan.freeze`` names, unfreeze the others.
+
+    ``encoders``: modality name -> module (a dict or ``nn.ModuleDict``). An encoder
+    with ``trainable = False`` (a frozen text model) stays frozen.
+    """
+    frozen = set(plan.freeze)
+    for name, enc in encoders.items():
+        trainable = name not in frozen and getattr(enc, "trainable", True)
+        for p in enc.parameters():
+            p.requires_grad_(trainable)
+
+
+def end_stage(
+    scheduler: StageScheduler,
+    stage: int,
+    embed_training_set: Callable[[], tuple[Tensor, Tensor]],
+    device: torch.device,
+    encoders: Any,
+    stage0_encoders: Mapping[str, Any] | None,
+) -> None:
+    """What happens when stage ``stage`` ends: the scheduler acts (MCL embeds and clusters
+    the training set), then the encoders restart from stage 0's weights if the next
+    stage's plan says so (``stage0_encoders``: their state dict at the end of stage 0)."""
+    scheduler.on_stage_end(
+        StageContext(stage=stage, embed_training_set=embed_training_set, device=device)
+    )
+    if scheduler.plan(stage + 1).reinit_from_stage0 and stage0_encoders is not None:
+        encoders.load_state_dict(stage0_encoders)

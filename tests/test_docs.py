@@ -38,3 +38,21 @@ def test_every_hook_is_documented():
     ):
         assert f"`{hook}(register)`" in text
     assert HOOKSPEC_VERSION.split(".")[0] in text
+
+
+def test_requirements_table_in_the_docs_is_the_generated_one(capsys):
+    """docs/using-in-lightly.md holds exactly what `lightly-mm plugins --requirements` prints."""
+    from lightly_mm_plugins.cli import main
+
+    assert main(["plugins", "--requirements"]) == 0
+    generated = capsys.readouterr().out.strip()
+    text = (DOCS / "using-in-lightly.md").read_text()
+    found = re.search(
+        r"<!-- requirements-table:start -->\n(.*?)\n<!-- requirements-table:end -->", text, re.S
+    )
+    assert found, "the requirements table markers are missing from docs/using-in-lightly.md"
+    assert found.group(1).strip() == generated, (
+        "docs/using-in-lightly.md is out of date: paste `lightly-mm plugins --requirements`"
+    )
+    assert "| `tcl` | lightly-mm-tcl | image 2, text 1 | yes" in generated
+    assert "| `mcl` | lightly-mm-mcl |" in generated and "needed" in generated

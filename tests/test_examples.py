@@ -1,4 +1,4 @@
-"""The Lightly-style example script runs with an objective taken by name."""
+"""Every Lightly-style example script runs for a few steps with its objective taken by name."""
 
 from __future__ import annotations
 
@@ -7,13 +7,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "lightly_script.py"
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "lightly"
+SCRIPTS = sorted(EXAMPLES.glob("*.py"))
 
 
-def test_lightly_script_runs(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
+def test_there_is_a_script_per_method():
+    assert {p.stem for p in SCRIPTS} >= {"clip"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
+def test_example_script_runs(script, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--method", "clip", "--epochs", "1", "--limit-batches", "2"],
+        [sys.executable, str(script), "--max-steps", "3", "--batch-size", "16"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -22,3 +31,4 @@ def test_lightly_script_runs(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert "final train_loss" in proc.stdout
+    assert len(script.read_text().splitlines()) <= 130, "keep the example short"

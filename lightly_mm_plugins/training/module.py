@@ -42,9 +42,9 @@ from ..api import (
     EncodedBatch,
     Encoder,
     Objective,
-    StageContext,
     StageScheduler,
 )
+from ..stages import apply_stage_freeze, end_stage, stage_of_epoch, stage_starts
 from .datamodule import seed_cpu_generators
 
 
@@ -125,10 +125,7 @@ class MultimodalModule(pl.LightningModule):
         self.aux_params = list(objective.auxiliary_parameters())
         self.automatic_optimization = not self.aux_params
         # Stage boundaries as epoch offsets: stage s covers [start[s], start[s+1]).
-        starts = [0]
-        for s in range(scheduler.num_stages()):
-            starts.append(starts[-1] + scheduler.plan(s).epochs)
-        self.stage_starts = starts
+        self.stage_starts = stage_starts(scheduler)
         self.current_stage = 0
         #: Epochs finished (kept in checkpoints; after ``ddp_spawn`` the main
         #: process reads it from the last checkpoint).
@@ -140,10 +137,7 @@ class MultimodalModule(pl.LightningModule):
         return self.stage_starts[-1]
 
     def stage_of_epoch(self, epoch: int) -> int:
-        for s in range(len(self.stage_starts) - 1):
-            if epoch < self.stage_starts[s + 1]:
-                return s
-        return len(self.stage_starts) - 2
+        return stage_of_epoch(self.stage_starts, epoch)
 
     def on_train_start(self) -> None:
         # Runs on every fit, also one resumed inside an epoch (which skips
@@ -176,11 +170,8 @@ class MultimodalModule(pl.LightningModule):
         self.epochs_done = self.current_epoch + 1
 
     def _apply_freeze(self, stage: int) -> None:
-        frozen = set(self.scheduler.plan(stage).freeze)
-        for name, enc in self.encoders.items():
-            trainable = name not in frozen and getattr(enc, "trainable", True)
-            for p in enc.parameters():
-                p.requires_grad_(trainable)
+        apply_stage_freeze(self.scheduler.plan(stage), self.encoders)
+        self.objective.set_stage(stage)
 
     def _append_snapshot(self) -> None:
         """Keep a frozen copy of the encoders and objective (a finished stage's model)."""
@@ -195,14 +186,15 @@ class MultimodalModule(pl.LightningModule):
         """Snapshot encoders and let the scheduler act (e.g. MCL clustering)."""
         if len(self.stage_snapshots) <= stage:
             self._append_snapshot()
-        context = StageContext(
-            stage=stage, embed_training_set=self.embed_training_set, device=self.device
+        first: Any = self.stage_snapshots[0] if len(self.stage_snapshots) else None
+        end_stage(
+            self.scheduler,
+            stage,
+            self.embed_training_set,
+            self.device,
+            self.encoders,
+            None if first is None else first["encoders"].state_dict(),
         )
-        self.scheduler.on_stage_end(context)
-        plan = self.scheduler.plan(stage + 1)
-        if plan.reinit_from_stage0 and len(self.stage_snapshots) > 0:
-            first: Any = self.stage_snapshots[0]
-            self.encoders.load_state_dict(first["encoders"].state_dict())
 
     @torch.no_grad()
     def embed_training_set(self) -> tuple[Tensor, Tensor]:

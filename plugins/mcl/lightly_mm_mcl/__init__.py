@@ -12,6 +12,7 @@ from lightly_mm_plugins.lazy import lazy_getattr
 __all__ = [
     "MCLObjective",
     "MCLScheduler",
+    "MCLStages",
     "combine_pseudo_labels",
     "group_batches",
     "kmeans_labels",
@@ -20,6 +21,7 @@ __all__ = [
 _WHERE = {
     "MCLObjective": "objective",
     "MCLScheduler": "scheduler",
+    "MCLStages": "callback",
     "combine_pseudo_labels": "scheduler",
     "group_batches": "scheduler",
     "kmeans_labels": "clustering",

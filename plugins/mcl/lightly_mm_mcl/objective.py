@@ -123,8 +123,28 @@ class MCLObjective(Objective):
         self.modalities = tuple(built.modalities)
 
     def forward(self, batch: EncodedBatch) -> ObjectiveOutput:
-        """The inner objective's output on ``batch`` (negatives restricted by its pseudo labels)."""
+        """The inner objective's output on ``batch`` (negatives restricted by its pseudo labels).
+
+        Raises ``RuntimeError`` when training without pseudo labels and without a
+        stage driver: MCL without its stages is exactly the inner objective
+        (plain CLIP by default), which would otherwise go unnoticed for a whole run.
+        """
+        if self.training and batch.pseudo_labels is None and self.stage is None:
+            self.inner.validate_batch(batch)  # a malformed batch is named first
+            raise RuntimeError(
+                "MCLObjective got a training batch without pseudo labels and no stage driver "
+                "announced a stage: without MCL's stages this is plain "
+                f"{self.inner_name!r}. In your own Lightning script add the callback "
+                "lightly_mm_mcl.MCLStages (it clusters at stage ends and gives each batch its "
+                "pseudo labels: EncodedBatch(..., pseudo_labels=stages.pseudo_labels(ids))); "
+                "lightly-mm train does this for you. To train the plain objective, create "
+                f"{self.inner_name!r} instead."
+            )
         return self.inner(batch)
+
+    def set_stage(self, stage: int) -> None:
+        super().set_stage(stage)
+        self.inner.set_stage(stage)
 
     def representation(self, modality: str, embedding: Tensor) -> Tensor:
         return self.inner.representation(modality, embedding)

@@ -98,8 +98,21 @@ def test_wrapper_with_clip_equals_info_nce_on_same_group_subsets():
         for k in GROUPS.unique()
     )
     torch.testing.assert_close(loss, expected, rtol=1e-10, atol=1e-12)
+    obj.set_stage(0)  # what a stage driver does: stage 0 trains without pseudo labels
     unrestricted = obj(batch.replace(pseudo_labels=None)).loss
     assert not torch.allclose(loss, unrestricted)
+
+
+def test_training_without_pseudo_labels_or_stages_is_an_error():
+    """In a script without MCLStages, MCL would silently be plain CLIP: refused."""
+    obj = MCLObjective({"image": 12, "text": 6}, inner="clip")
+    batch = _clip_batch().replace(pseudo_labels=None)
+    with pytest.raises(RuntimeError, match=r"lightly_mm_mcl\.MCLStages"):
+        obj(batch)
+    obj.eval()(batch)  # evaluation (no training) is fine
+    obj.train()(_clip_batch())  # pseudo labels given by hand: fine
+    obj.set_stage(0)
+    obj(batch)  # a stage driver announced stage 0
 
 
 def test_wrapper_forwards_kwargs_and_delegates():
