@@ -187,3 +187,38 @@ def test_coco_folder_of_photos_and_its_shards_train_from_the_command_line(tmp_pa
     # shards have no held-out split: evaluation needs --test-data
     assert main(["train", "--method", "clip", "--data", spec, "--out", str(out)]) == 2
     assert "--test-data" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["file", "shards"])
+def test_killed_run_on_photos_with_a_loader_worker_resumes_to_the_same_weights(tmp_path, layout):
+    """Exact mid-epoch resume with decoding in a worker process, for files and shards."""
+    import torch
+
+    from lightly_mm_plugins.training import TrainConfig, train
+
+    captions = photo_folder(tmp_path)
+    data = str(captions)
+    if layout == "shards":
+        ds = load_dataset(data, split="all")
+        data = write_shards(ds, tmp_path / "shards", shard_size=7)["pattern"]
+    common = dict(
+        method="clip",
+        data=data,
+        batch_size=2,
+        epochs=1,
+        image_size=16,
+        num_workers=1,
+        checkpoint_every_n_steps=2,
+        eval_init=False,
+        eval_final=False,
+        quiet=True,
+    )
+    if layout == "file":
+        common["split_fractions"] = (1.0, 0.0)
+    whole = train(TrainConfig(**common, out=str(tmp_path / "whole")))["module"]
+    crash = TrainConfig(**common, out=str(tmp_path / "cut"), stop_after_steps=5)
+    train(crash)
+    resumed = train(TrainConfig(**common, out=str(tmp_path / "cut"), resume=True))["module"]
+    for key, value in whole.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, msg=key)

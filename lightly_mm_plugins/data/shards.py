@@ -420,8 +420,10 @@ def write_shards(
     """Write an annotation-file data set as WebDataset shards, plus ``sizes.json``.
 
     Every instance becomes one key: its image file's bytes (``jpg``/``png``/
-    ``webp`` copied, other formats re-encoded as ``png``) and a ``json``
-    member ``{"captions": [...], "label": ...}``. Shards are
+    ``webp`` copied, other formats re-encoded as ``png``), a ``json`` member
+    ``{"captions": [...], "label": ...}`` (what this package reads) and a
+    ``txt`` member with the first caption (for readers such as open_clip's
+    that take ``txt`` only). Shards are
     ``out_dir/000000.tar``, ``000001.tar``, ... with ``shard_size`` samples.
 
     Args:
@@ -505,7 +507,13 @@ def write_shards(
         if sample.label is not None:
             meta["label"] = sample.label
         writer.write(
-            {"__key__": f"{count:09d}", ext: data, "json": json.dumps(meta).encode("utf-8")}
+            {
+                "__key__": f"{count:09d}",
+                ext: data,
+                "json": json.dumps(meta).encode("utf-8"),
+                # the first caption alone, for readers that take txt only (open_clip)
+                "txt": sample.observations["text"][0].encode("utf-8"),
+            }
         )
         sizes[shards[-1]] += 1
         count += 1
