@@ -95,9 +95,11 @@ from lightly_mm_plugins.views import ModalityView
 from lightly_mm_plugins.training.datamodule import MultimodalDataModule
 t_import = time.perf_counter()
 path, root = sys.argv[1], sys.argv[2]
-kw = {"image_root": root} if sys.argv[3] == "new" else {"image_root": root}
-train = load_dataset(path, split="train", **kw)
-test = load_dataset(path, split="test", **kw)
+import lightly_mm_plugins
+where = lightly_mm_plugins.__file__
+assert sys.argv[3] == "new" or "/old/" in where, where
+train = load_dataset(path, split="train", image_root=root)
+test = load_dataset(path, split="test", image_root=root)
 t_parse = time.perf_counter()
 class Sched:
     def batch_sampler(self, *a):
@@ -143,6 +145,7 @@ def startup(sizes: list[int], repeats: int, old_limit: int, work: Path) -> list[
                 out = subprocess.run(
                     [sys.executable, "-c", STARTUP_CODE, str(path), str(imgs), which],
                     env=env,
+                    cwd=str(work),  # not the repository: '' on sys.path would shadow PYTHONPATH
                     capture_output=True,
                     text=True,
                     check=True,
@@ -388,7 +391,7 @@ def main() -> None:
     cfg = {
         "sizes": sizes,
         "repeats": repeats,
-        "old_limit": 1_000 if args.quick else 10_000,
+        "old_limit": 1_000,
         "n": 64 if args.quick else 128,
         "batch": 32,
         "image_size": 224,

@@ -102,7 +102,7 @@ class SampleTable(Sequence[Sample]):
             r,
             {"image": [self._images[r]], "text": list(self._captions[r])},
             self._labels[r],
-            {"source": self.where(index)},
+            {"source": Where(self.source, self.line_kind, int(self._positions[r]))},
         )
 
     def __iter__(self) -> Iterator[Sample]:
@@ -140,12 +140,41 @@ class SampleTable(Sequence[Sample]):
 
     def where(self, index: int) -> str:
         """``file:line`` of row ``index`` (COCO/Karpathy: plus the array index)."""
-        pos = int(self._positions[int(self.rows[index])])
+        return str(Where(self.source, self.line_kind, int(self._positions[int(self.rows[index])])))
+
+
+class Where:
+    """Where a record is, as ``file:line`` text made only when printed.
+
+    A JSON array element's line needs a scan of the whole file, so a sample
+    carries this small object and the scan happens only for an error message.
+    """
+
+    __slots__ = ("line_kind", "pos", "source")
+
+    def __init__(self, source: str, line_kind: str, pos: int) -> None:
+        self.source, self.line_kind, self.pos = source, line_kind, pos
+
+    def __str__(self) -> str:
         if self.line_kind == "line":
-            return f"{self.source}:{pos}"
-        return (
-            f"{self.source}:{json_line(self.source, self.line_kind, pos)} ({self.line_kind}[{pos}])"
-        )
+            return f"{self.source}:{self.pos}"
+        line = json_line(self.source, self.line_kind, self.pos)
+        return f"{self.source}:{line} ({self.line_kind}[{self.pos}])"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+    def __repr__(self) -> str:
+        return repr(str(self))
+
+    def __eq__(self, other: object) -> bool:
+        return str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Where, (self.source, self.line_kind, self.pos))
 
 
 # --------------------------------------------------------------------------
@@ -287,13 +316,14 @@ class ImageFileLoader:
 
     def __call__(self, sample: Sample) -> Sample:
         images = []
-        where = sample.extras.get("source", "?")
+        source = sample.extras.get("source", "?")  # a Where: located only for an error
         for name in sample.observations[self.modality]:
             if not isinstance(name, (str, Path)):  # already an image
                 images.append(name)
                 continue
             path, tried = self.resolve(name)
             if path is None:
+                where = str(source)
                 looked = ", ".join(repr(str(t)) for t in tried)
                 raise BadRecordError(
                     f"{where}: missing image: image file {str(name)!r} not found (looked at "
@@ -304,6 +334,7 @@ class ImageFileLoader:
             try:
                 images.append(open_image(path))
             except Exception as exc:
+                where = str(source)
                 raise BadRecordError(
                     f"{where}: unreadable image: {str(path)!r} cannot be decoded "
                     f"({type(exc).__name__}: {exc}); replace the file or remove its record",
