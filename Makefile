@@ -19,7 +19,7 @@ export TRANSFORMERS_OFFLINE := 1
 
 $(DEPS_STAMP):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip "setuptools>=68" wheel
+	$(PIP) install -q --upgrade pip "setuptools>=77" wheel
 	# torch/torchvision come from the registry (CUDA builds that also run on a CPU).
 	$(PIP) install -q -e ".[dev]" $(foreach p,$(PLUGIN_DIRS),-e $(p))
 	rm -f $(VENV)/.deps-*

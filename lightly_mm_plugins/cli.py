@@ -10,13 +10,16 @@
 * ``lightly-mm data to-shards ANNOTATIONS OUT_DIR``: WebDataset shards from an
   annotation file.
 
-Errors the user can fix (an unknown method, view or scheduler, bad data, an
-argument a method does not take: :class:`~lightly_mm_plugins.errors.LightlyMMError`
-and ``ValueError``) end the command with ``lightly-mm <command>: error: <message>``
-on stderr instead of a traceback: exit status 2 when found before anything ran
-(component names are checked first, so ``compare`` does not train the first
-method before it finds a typo in the second), 1 otherwise. Set
-``LIGHTLY_MM_TRACEBACK=1`` to get the traceback.
+Flags are parsed with jsonargparse (as LightningCLI): ``train`` / ``compare``
+take ``--config run.yaml`` and ``--print-config``.
+
+Errors the user can fix end the command with one line ``lightly-mm <command>:
+error: <message>`` on stderr instead of a traceback. Everything that can be
+checked before any work starts is (:func:`check_names`: every setting, the
+components and their arguments, the data spec, the devices, the run folder):
+exit status 2. Errors found while running (bad data records, a changed run on
+``--resume``, a corrupt checkpoint: :class:`~lightly_mm_plugins.errors.LightlyMMError`
+and ``ValueError``) exit with 1. Set ``LIGHTLY_MM_TRACEBACK=1`` to get the traceback.
 """
 
 from __future__ import annotations
@@ -24,10 +27,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+import jsonargparse
 
 from .errors import ConfigError, LightlyMMError
 from .manager import PluginHost, get_host
@@ -149,14 +156,23 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Any:
+    """The ``lightly-mm`` parser (jsonargparse, as LightningCLI).
+
+    ``train`` and ``compare`` take ``--config FILE.yaml`` (keys are the flag
+    names with underscores, e.g. ``batch_size: 64``; flags given after it
+    override it; a run folder's ``config.yaml`` loads back) and
+    ``--print-config`` (print the resolved YAML and exit).
+    """
+    from .training.cli_args import add_compare_arguments, add_train_arguments
+
     parser = _Parser(
         prog="lightly-mm",
         description="Multimodal self-supervised learning with Lightly, as plugins.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subcommands(dest="command")
 
-    p = sub.add_parser("plugins", help="list installed plugins and what they provide")
+    p = _Parser(prog="lightly-mm plugins")
     p.add_argument("action", nargs="?", choices=["list", "check"], default="list")
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.add_argument("--all", action="store_true", help="include the host's built-ins")
@@ -166,18 +182,54 @@ def build_parser() -> argparse.ArgumentParser:
         help="print what each objective needs from a training script (views, momentum, "
         "local features, labels, pseudo labels, auxiliary step, stages) as a Markdown table",
     )
-    p.set_defaults(func=cmd_plugins)
+    commands.add_subcommand("plugins", p, help="list installed plugins and what they provide")
 
-    from .training.cli_args import add_compare_arguments, add_train_arguments
+    for name, add, text in (
+        ("train", add_train_arguments, "pretrain encoders with a method and evaluate them"),
+        ("compare", add_compare_arguments, "run several methods on the same data and seeds"),
+    ):
+        sub = _Parser(prog=f"lightly-mm {name}", print_config="--print-config")
+        sub.add_argument(
+            "--config",
+            action="config",
+            help="a YAML file of settings (flag names with underscores); flags after it win",
+        )
+        add(sub)
+        commands.add_subcommand(name, sub, help=text)
 
-    t = sub.add_parser("train", help="pretrain encoders with a method and evaluate them")
-    add_train_arguments(t)
-    c = sub.add_parser("compare", help="run several methods on the same data and seeds")
-    add_compare_arguments(c)
-    from .data.commands import add_data_arguments
+    from .data.commands import add_to_shards_arguments
 
-    add_data_arguments(sub)
+    data = _Parser(prog="lightly-mm data")
+    data_commands = data.add_subcommands(dest="data_command")
+    shards = _Parser(
+        prog="lightly-mm data to-shards",
+        description="Write an annotation file (.jsonl, COCO/Karpathy .json, .csv/.tsv) as "
+        "WebDataset tar shards (image + json {captions, label} per key) and sizes.json.",
+    )
+    add_to_shards_arguments(shards)
+    data_commands.add_subcommand(
+        "to-shards", shards, help="write an annotation file as WebDataset tar shards"
+    )
+    commands.add_subcommand("data", data, help="data set tools (to-shards)")
     return parser
+
+
+def train_settings() -> list[str]:
+    """The keys of a ``lightly-mm train --config`` file (the ``train`` flags' names)."""
+    sub = build_parser()._subcommands_action._name_parser_map["train"]
+    skip = {"help", "config", "print_config"}
+    return [a.dest for a in sub._actions if a.dest not in skip and a.dest != "==SUPPRESS=="]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """``lightly-mm`` flags as a flat namespace: ``command`` plus its own settings."""
+    parsed = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    values = parsed[parsed.command].as_dict()
+    values.pop("config", None)
+    if parsed.command == "data":  # a nested command: its own settings, flat
+        inner = values["data_command"]
+        values = {"data_command": inner, **values[inner]}
+    return argparse.Namespace(command=parsed.command, **values)
 
 
 def check_names(args: argparse.Namespace) -> None:
@@ -193,25 +245,23 @@ def check_names(args: argparse.Namespace) -> None:
     if args.command not in ("train", "compare"):
         return
     from .training.config import config_from_args
-    from .training.validation import validate_config
+    from .training.outdir import check_run_folder
+    from .training.validation import compare_seeds, validate_config
 
     if args.command == "train":
-        validate_config(config_from_args(args))
+        cfg = config_from_args(args)
+        validate_config(cfg)
+        check_run_folder(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite)
         return
     methods = [m.strip() for m in str(args.methods).split(",") if m.strip()]
     if not methods:
         raise ConfigError("--methods names no method; give e.g. --methods clip,mxm-clr")
     for seed in compare_seeds(args.seeds):
         for method in methods:
-            validate_config(config_from_args(args, method=method, seed=seed))
-
-
-def compare_seeds(text: str) -> list[int]:
-    """The seeds of ``compare --seeds 0,1,2`` (ConfigError naming the bad one)."""
-    parts = [s.strip() for s in str(text).split(",") if s.strip()]
-    if not parts or not all(p.isdigit() for p in parts):
-        raise ConfigError(f"--seeds {text!r}: must be comma-separated integers >= 0, e.g. 0,1,2")
-    return [int(p) for p in parts]
+            out = str(Path(args.out) / f"{method}-seed{seed}")
+            cfg = config_from_args(args, method=method, seed=seed, out=out)
+            validate_config(cfg)
+            check_run_folder(cfg.out, resume=False, overwrite=cfg.overwrite)
 
 
 def _fail(args: argparse.Namespace, exc: BaseException, status: int) -> int:
@@ -223,22 +273,45 @@ def _fail(args: argparse.Namespace, exc: BaseException, status: int) -> int:
     return status
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad flag is one line (``lightly-mm train: error: ...``), exit 2."""
+class _Parser(jsonargparse.ArgumentParser):
+    """A bad flag or config value is one line (``lightly-mm train: error: ...``), exit 2."""
 
-    def error(self, message: str) -> typing.NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, exit_on_error=True, **kwargs)
+        self._name = kwargs.get("prog", "lightly-mm")
+
+    def error(self, message: str, ex: Exception | None = None) -> typing.NoReturn:  # type: ignore[override]
+        text = " ".join(str(message).split())
+        text = re.sub(r'Parser key "(\w+)":', lambda m: "argument " + _flag(m.group(1)) + ":", text)
+        text = re.sub(r"Expected a <class '(\w+)'>\.? Got value:", r"expected \1, got", text)
+        print(f"{self._name}: error: {text} (see {self._name} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _commands() -> dict[str, typing.Callable[[argparse.Namespace], int]]:
+    from .data.commands import to_shards_from_args
+    from .training.cli_args import run_compare, run_train
+
+    return {
+        "plugins": cmd_plugins,
+        "train": run_train,
+        "compare": run_compare,
+        "data": to_shards_from_args,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     try:
         check_names(args)
     except LightlyMMError as exc:
         return _fail(args, exc, 2)
     try:
-        result = args.func(args)
+        result = _commands()[args.command](args)
     except (LightlyMMError, ValueError) as exc:
         return _fail(args, exc, 1)
     return int(result or 0)

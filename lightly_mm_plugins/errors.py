@@ -41,3 +41,7 @@ class CheckpointError(LightlyMMError, ValueError):
 class ConfigError(LightlyMMError, ValueError):
     """A run setting (command-line flag, config file value or ``TrainConfig`` field)
     is invalid; the message names the flag, the value and what is accepted."""
+
+
+class ResumeMismatchError(CheckpointError):
+    """``--resume`` with settings that differ from the checkpoint's run (names each)."""

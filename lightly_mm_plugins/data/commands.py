@@ -27,6 +27,12 @@ def add_data_arguments(sub: Any) -> None:
         description="Write an annotation file (.jsonl, COCO/Karpathy .json, .csv/.tsv) as "
         "WebDataset tar shards (image + json {captions, label} per key) and sizes.json.",
     )
+    add_to_shards_arguments(s)
+    s.set_defaults(func=to_shards_from_args)
+
+
+def add_to_shards_arguments(s: Any) -> None:
+    """The arguments of ``data to-shards`` (an argparse or jsonargparse parser)."""
     s.add_argument("annotations", help="the annotation file")
     s.add_argument("out_dir", help="folder for the shards (created)")
     s.add_argument("--shard-size", type=int, default=1000, help="samples per shard (1000)")
@@ -40,7 +46,6 @@ def add_data_arguments(sub: Any) -> None:
         default="raise",
         help="a missing or undecodable image: fail (default) or leave it out and count it",
     )
-    s.set_defaults(func=to_shards_from_args)
 
 
 def to_shards_from_args(args: argparse.Namespace) -> int:

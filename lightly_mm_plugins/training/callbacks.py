@@ -91,6 +91,18 @@ class RunCheckpoint(Checkpoint):
         trainer.save_checkpoint(self.path, weights_only=False)
 
 
+class RunConfigInCheckpoint(Callback):
+    """Store the run's resolved settings (plain data) in every checkpoint under ``key``,
+    so that ``--resume`` can refuse a run whose settings differ."""
+
+    def __init__(self, key: str, config: dict[str, Any]) -> None:
+        self.key = key
+        self.config = dict(config)
+
+    def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        checkpoint[self.key] = dict(self.config)
+
+
 class StopAfterEpochs(Callback):
     """Stop training (after the epoch-end checkpoint) once ``epochs`` epochs are done."""
 

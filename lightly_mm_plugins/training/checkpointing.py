@@ -38,6 +38,7 @@ import os
 import pickle
 import re
 import uuid
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -123,9 +124,10 @@ def load_checkpoint_file(
     """``torch.load(path, weights_only=True)`` with errors that name the file and the fix.
 
     Raises:
-        CheckpointError: ``path`` is missing, truncated or corrupt, or holds
-            objects other than tensors and plain Python data (a pickled class
-            or function: refused, its code never runs).
+        CheckpointError: ``path`` is missing, truncated or corrupt (a CRC-32
+            check of every member of the zip archive, so flipped bytes are
+            found), or holds objects other than tensors and plain Python data
+            (a pickled class or function: refused, its code never runs).
     """
     path = Path(path)
     if not path.exists():
@@ -134,25 +136,54 @@ def load_checkpoint_file(
         raise CheckpointError(
             f"{what} {str(path)!r} is not a file; remove it (or point --out elsewhere)"
         )
+    _check_integrity(path, what)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
-        needs = f" (it needs the Python object {found.group(1)!r})" if found else ""
+        if not found:
+            raise _corrupt(path, what, exc) from exc
         raise CheckpointError(
-            f"{what} {str(path)!r} holds objects other than tensors and plain data{needs} "
-            "and was refused: lightly-mm loads files with torch.load(weights_only=True) so "
-            "that no code from a file runs. Resume only from checkpoints written by lightly-mm "
-            "train, or start a new run without --resume / with another --out"
+            f"{what} {str(path)!r} holds objects other than tensors and plain data (it needs "
+            f"the Python object {found.group(1)!r}) and was refused: lightly-mm loads files "
+            "with torch.load(weights_only=True) so that no code from a file runs. Resume only "
+            "from checkpoints written by lightly-mm train, or start a new run without "
+            "--resume / with another --out"
         ) from exc
-    except (RuntimeError, EOFError, ValueError, OSError) as exc:
-        size = path.stat().st_size
-        reason = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else ""
-        raise CheckpointError(
-            f"{what} {str(path)!r} ({size} bytes) is truncated or corrupt and cannot be read "
-            f"({type(exc).__name__}{': ' + reason if reason else ''}). Delete it (a run "
-            "without it starts from scratch) or put back an intact copy, then run again"
-        ) from exc
+    except Exception as exc:
+        raise _corrupt(path, what, exc) from exc
+
+
+def _corrupt(path: Path, what: str, exc: BaseException | None, detail: str = "") -> CheckpointError:
+    size = path.stat().st_size
+    if exc is not None and not detail:
+        text = str(exc).strip()
+        reason = text.splitlines()[0].split(". ")[0] if text else ""
+        detail = f"{type(exc).__name__}{': ' + reason if reason else ''}"
+    return CheckpointError(
+        f"{what} {str(path)!r} ({size} bytes) is truncated or corrupt and cannot be read "
+        f"({detail}). Delete it (a run without it starts from scratch) or put back an intact "
+        "copy, then run again"
+    )
+
+
+def _check_integrity(path: Path, what: str) -> None:
+    """Verify the CRC-32 of every member of ``path`` (torch's zip format stores one).
+
+    ``torch.load`` does not check them, so flipped bytes inside a tensor load
+    without an error as wrong numbers (a NaN learning rate, garbage weights).
+    Not a zip archive at all (random bytes, a cut-off file, torch's legacy
+    format, which lightly-mm never writes): corrupt too.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise _corrupt(path, what, None, f"not a PyTorch zip archive: {exc}") from exc
+    except Exception as exc:  # zlib errors of damaged compressed members
+        raise _corrupt(path, what, exc) from exc
+    if bad is not None:
+        raise _corrupt(path, what, None, f"checksum mismatch in {bad!r}: bytes changed on disk")
 
 
 def load_exported(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -8,7 +8,10 @@ from typing import Any
 
 
 def _kv(text: str) -> dict[str, Any]:
-    """Parse ``key=value,key=value`` (values as JSON when possible)."""
+    """Parse ``key=value,key=value`` (values as JSON when possible); a mapping (from a
+    ``--config`` file) is taken as it is."""
+    if isinstance(text, dict):
+        return dict(text)
     out: dict[str, Any] = {}
     if not text:
         return out
@@ -33,6 +36,13 @@ def _fractions(text: str) -> Any:
     except ValueError:
         return text
     return (train, val)
+
+
+def _names(text: Any) -> list[str]:
+    """``epochs,precision`` -> ``["epochs", "precision"]`` (a list from a config file too)."""
+    if isinstance(text, (list, tuple)):
+        text = ",".join(map(str, text))
+    return [n.strip().lstrip("-").replace("-", "_") for n in text.split(",") if n.strip()]
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -190,6 +200,21 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         help="continue from OUT/checkpoints/last.ckpt if it exists (also from inside an epoch)",
     )
     p.add_argument(
+        "--allow-changed",
+        type=_names,
+        default=[],
+        metavar="FLAGS",
+        help="with --resume: settings that may differ from the checkpoint's run "
+        "(epochs, accelerator, devices, precision; comma separated). Any other change "
+        "is refused",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the outputs of the run already in OUT and start a new one (without it, "
+        "a non-empty OUT is refused; --resume continues the run there)",
+    )
+    p.add_argument(
         "--no-eval",
         action="store_true",
         help="skip the evaluation before and after training (only train and write encoders.pt)",
@@ -201,26 +226,29 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         "(debugging data sharding and resume)",
     )
     _common(p)
-    p.set_defaults(func=_run_train)
 
 
 def add_compare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", required=True, help="comma-separated objective names")
     p.add_argument("--seeds", default="0", help="comma-separated seeds")
     p.add_argument("--out", default="lightly_mm_runs/compare")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace earlier runs in OUT/<method>-seed<S> (without it they are refused)",
+    )
     _common(p)
-    p.set_defaults(func=_run_compare)
 
 
-def _run_train(args: argparse.Namespace) -> int:
+def run_train(args: argparse.Namespace) -> int:
     from .run import train_from_args
 
     train_from_args(args)
     return 0
 
 
-def _run_compare(args: argparse.Namespace) -> int:
-    from .run import compare_from_args
+def run_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_from_args
 
     compare_from_args(args)
     return 0

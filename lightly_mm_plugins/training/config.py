@@ -71,6 +71,12 @@ class TrainConfig:
     seed: int = 0
     out: str = "lightly_mm_runs/run"
     resume: bool = False
+    #: Delete the outputs of the run already in ``out`` and start a new one
+    #: (without it, a folder holding anything is refused).
+    overwrite: bool = False
+    #: Settings (flag names, e.g. ``["epochs"]``) that ``resume`` may change from
+    #: the checkpoint's run; only those in :data:`MAY_CHANGE_ON_RESUME`.
+    allow_changed: list[str] = field(default_factory=list)
     quiet: bool = False
     eval_init: bool = True
     #: Evaluate after training (linear probe, kNN, retrieval); off for quick
@@ -100,3 +106,99 @@ def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
         values.update(eval_init=False, eval_final=False)
     values.update(overrides)
     return TrainConfig(**values)
+
+
+#: Where a checkpoint keeps the resolved settings of the run that wrote it.
+CONFIG_KEY = "lightly_mm_config"
+
+#: Settings that do not change what a run computes: never compared on resume.
+NOT_COMPARED = frozenset(
+    {
+        "out",
+        "resume",
+        "overwrite",
+        "allow_changed",
+        "quiet",
+        "eval_init",
+        "eval_final",
+        "checkpoint_every_n_steps",
+        "stop_after_epochs",
+        "stop_after_steps",
+        "trace_batches",
+        "num_workers",  # per-sample seeds: the batches do not depend on the workers
+    }
+)
+
+#: Settings that change the result but leave the checkpoint usable: a resume may
+#: change them when named in ``--allow-changed`` (more epochs; other hardware).
+MAY_CHANGE_ON_RESUME = ("epochs", "accelerator", "devices", "precision")
+
+#: Labels of the resolved values that are not flags.
+_LABELS = {"train_samples": "training instances"}
+
+
+def _label(name: str) -> str:
+    return _LABELS.get(name, "--" + name.replace("_", "-"))
+
+
+def resume_differences(
+    saved: dict[str, Any], current: dict[str, Any], allow: list[str] | tuple[str, ...] = ()
+) -> list[tuple[str, Any, Any]]:
+    """``(name, saved value, current value)`` of every compared setting that differs.
+
+    Both are resolved configs (defaults filled in, see
+    :func:`~lightly_mm_plugins.training.run.resolved_config`); names in
+    ``allow`` (from :data:`MAY_CHANGE_ON_RESUME`) are not reported.
+
+    Example:
+        >>> resume_differences({"seed": 0, "quiet": 0}, {"seed": 1, "quiet": 1})
+        [('seed', 0, 1)]
+    """
+    allowed = {a.lstrip("-").replace("-", "_") for a in allow}
+    out = []
+    for name in sorted(set(saved) | set(current)):
+        if name in NOT_COMPARED or name in allowed:
+            continue
+        a, b = saved.get(name), current.get(name)
+        if not _same(a, b):
+            out.append((name, a, b))
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    if {type(a), type(b)} <= {str, int}:  # --devices 1 == "1"
+        return str(a) == str(b)
+    return bool(a == b)
+
+
+def describe_differences(diffs: list[tuple[str, Any, Any]], source: str) -> str:
+    """The ``--resume`` refusal naming each changed setting (and the way to allow some)."""
+    changes = ", ".join(f"{_label(n)} {a!r} -> {b!r}" for n, a, b in diffs)
+    msg = (
+        f"--resume: this run differs from the one that wrote {source}: {changes}. Resume "
+        "with the checkpoint's settings, or start a new run with --overwrite or another --out"
+    )
+    names = [n for n, _, _ in diffs]
+    if all(n in MAY_CHANGE_ON_RESUME for n in names):
+        msg += f"; to continue anyway, pass --allow-changed {','.join(names)}"
+    return msg
+
+
+def config_file_values(resolved: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    """The ``--config`` file of a run: ``keys`` (the ``train`` flags) from its
+    ``resolved`` settings, so that ``lightly-mm train --config OUT/config.yaml``
+    repeats the run (with another ``--out``, or ``--resume``).
+
+    Defaults the run filled in from the data (epochs, image size, view,
+    scheduler) are written as used; hardware settings as given, so the file
+    also runs on another machine. ``--resume`` / ``--overwrite`` are off.
+    """
+    values: dict[str, Any] = {}
+    for key in keys:
+        if key == "no_eval":
+            values[key] = not resolved.get("eval_final", True)
+        elif key in ("resume", "overwrite"):
+            values[key] = False
+        elif key in resolved:
+            values[key] = resolved[key]
+    return values

@@ -51,7 +51,8 @@ def plot_results(results: dict[str, Any], out: Path, title: str = "") -> None:
     if not trained:
         return
     init = results.get("init", {})
-    keys = sorted(trained)
+    aliases = results.get("metric_aliases", {})  # the same probe under a label set's name
+    keys = sorted(k for k in trained if k not in aliases)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(keys)), 4))
     xs = range(len(keys))

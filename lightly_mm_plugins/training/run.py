@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib
 import inspect
-import json
-import os
 import time
-import types
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -24,30 +20,22 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..errors import LightlyMMError
-from .checkpointing import (
-    atomic_torch_save,
-    atomic_write_text,
-    load_checkpoint_file,
-    remove_stale_tmp_files,
+from ..errors import LightlyMMError, ResumeMismatchError
+from .checkpointing import atomic_write_text, load_checkpoint_file
+from .config import (
+    CONFIG_KEY,
+    TrainConfig,
+    config_file_values,
+    config_from_args,
+    describe_differences,
+    resume_differences,
 )
-from .config import TrainConfig, config_from_args
+from .outdir import RunFolder, claim_run_folder, is_launched_worker
+from .report import write_outputs
+from .trainer import Hardware, make_trainer, resolve_hardware, run_output
 from .validation import validate_config
 
 __all__ = ["TrainConfig", "evaluate", "train"]
-
-
-def _check_out_dir(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise LightlyMMError(
-            f"cannot write to output directory {str(out)!r} ({exc.strerror or exc}); "
-            "pass a writable --out"
-        ) from exc
 
 
 def data_file_options(cfg: TrainConfig) -> Any:
@@ -190,6 +178,7 @@ def build_components(cfg: TrainConfig) -> dict[str, Any]:
         "view_name": view_name,
         "scheduler_name": sched_name,
         "epochs": epochs,
+        "image_size": image_size,
     }
 
 
@@ -242,8 +231,15 @@ def _per_instance(feats: Tensor, ids: Tensor) -> tuple[Tensor, Tensor]:
     return out / counts, uniq
 
 
-def evaluate(module: Any, dm: Any, seed: int = 0) -> dict[str, float]:
-    """Linear probe, kNN and cross-modal retrieval on the test split."""
+def evaluate(
+    module: Any, dm: Any, seed: int = 0, aliases: dict[str, str] | None = None
+) -> dict[str, float]:
+    """Linear probe, kNN and cross-modal retrieval on the test split.
+
+    Each probe is fitted once: an extra label set equal to the data set's labels
+    (the digits' ``digit``, synthetic ``all``) reports the main probe's numbers
+    under its own keys too, and ``aliases`` (if given) gets ``alias -> key``.
+    """
     from ..evaluation import knn_accuracy, linear_probe, retrieval_recall
 
     train = collect_features(module, dm.eval_loader("train"))
@@ -271,6 +267,12 @@ def evaluate(module: Any, dm: Any, seed: int = 0) -> dict[str, float]:
     for name, table in sorted(train["extra_labels"].items()):
         test_table = test["extra_labels"].get(name, {})
         if not test_table or len(set(table.values())) < 2:
+            continue
+        if have_labels and table == train["labels"] and test_table == test["labels"]:
+            for key in [k for k in results if k.startswith("linear_probe/")]:
+                results[f"{key}[{name}]"] = results[key]
+                if aliases is not None:
+                    aliases[f"{key}[{name}]"] = key
             continue
         tr_y = torch.tensor([table[int(i)] for i in tr_ids])
         te_y = torch.tensor([test_table[int(i)] for i in te_ids])
@@ -324,138 +326,94 @@ def retrieval_ks(gallery: int, ks: tuple[int, ...] = RETRIEVAL_KS) -> tuple[int,
     return kept
 
 
-def _retrieval_features_note(results: dict[str, float]) -> str:
-    if any(k.startswith("retrieval/") for k in results):
-        return ""
-    return "(no cross-modal retrieval: this objective has no joint embedding space)"
+def resolved_config(cfg: TrainConfig, parts: dict[str, Any], hw: Hardware) -> dict[str, Any]:
+    """``cfg`` with every default filled in as this run uses it (``metrics.json``)."""
+    values = asdict(cfg)
+    values.update(
+        epochs=parts["epochs"],
+        image_size=parts["image_size"],
+        view=parts["view_name"],
+        scheduler=parts["scheduler_name"],
+        precision=hw.precision,
+        accelerator=hw.accelerator,
+        train_samples=len(parts["datamodule"].train_set),
+        modalities=dict(parts["kinds"]),
+    )
+    return values
 
 
-def _reduce_module(module: types.ModuleType) -> tuple[Any, tuple[str]]:
-    return importlib.import_module, (module.__name__,)
-
-
-def _pickle_modules_by_name() -> None:
-    """Let ``ddp_spawn`` send objects that hold a reference to a Python module.
-
-    ``ModalityView(seed=None)`` keeps Python's ``random`` module as its
-    generator, and pickle refuses modules, so the spawn launcher could not
-    send the data module to its workers. A module is sent by name and
-    imported again in the worker, which is what such a reference means there.
-    Registered on multiprocessing's pickler only (not ``pickle`` itself).
-    """
-    from multiprocessing.reduction import ForkingPickler
-
-    ForkingPickler.register(types.ModuleType, _reduce_module)
-
-
-def _resume_checkpoint(cfg: TrainConfig, module: Any, last: Path) -> str | None:
+def _resume_checkpoint(
+    cfg: TrainConfig, module: Any, folder: RunFolder, resolved: dict[str, Any]
+) -> str | None:
     """The checkpoint ``--resume`` continues, checked before anything starts.
 
     Read here (``weights_only=True``), in the main process, so that a truncated,
     unsafe or foreign checkpoint is a clear :class:`CheckpointError` also
-    under ``ddp_spawn`` (where Lightning loads it again in every worker).
+    under ``ddp_spawn`` (where Lightning loads it again in every worker). The
+    run's settings must equal the checkpoint's (:func:`~.config.resume_differences`;
+    ``--allow-changed`` lets some differ): a :class:`ResumeMismatchError` names
+    each one that does not.
     """
-    if not (cfg.resume and last.exists()):
+    if folder.fresh:
         return None
-    module.check_checkpoint(load_checkpoint_file(last), source=f"checkpoint {str(last)!r}")
+    last = folder.last_checkpoint
+    checkpoint = load_checkpoint_file(last)
+    module.check_checkpoint(checkpoint, source=f"checkpoint {str(last)!r}")
+    saved = checkpoint.get(CONFIG_KEY)
+    if isinstance(saved, dict):
+        diffs = resume_differences(saved, resolved, cfg.allow_changed)
+        if diffs:
+            raise ResumeMismatchError(describe_differences(diffs, str(last)))
     return str(last)
 
 
-def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Train ``cfg.method``, evaluate it, and write everything into ``cfg.out``.
+def write_config_file(cfg: TrainConfig, resolved: dict[str, Any], path: Path) -> None:
+    """``OUT/config.yaml``: the run as a ``--config`` file (:func:`~.config.config_file_values`)."""
+    import yaml
 
-    ``checkpoints/last.ckpt`` is written atomically at every epoch end and every
-    ``cfg.checkpoint_every_n_steps`` batches; with ``cfg.resume`` a run killed
-    anywhere continues from it to the weights an uninterrupted run reaches.
+    from ..cli import train_settings
+
+    values = asdict(cfg)
+    values.update({k: resolved[k] for k in ("epochs", "image_size", "view", "scheduler")})
+    text = yaml.safe_dump(config_file_values(values, train_settings()), sort_keys=False)
+    atomic_write_text(text, path)
+
+
+def _announce_schedule(cfg: TrainConfig, module: Any, parts: dict[str, Any]) -> None:
+    """Say how many epochs the stages add up to (``--epochs`` counts per stage)."""
+    stages = module.scheduler.num_stages()
+    if stages > 1 and not cfg.quiet:
+        per_stage = [module.scheduler.plan(s).epochs for s in range(stages)]
+        sizes = (
+            f"{stages} x {per_stage[0]}"
+            if len(set(per_stage)) == 1
+            else "+".join(map(str, per_stage))
+        )
+        print(
+            f"{parts['scheduler_name']!r} schedule: {stages} stages, {sizes} = "
+            f"{module.total_epochs} epochs in all (--epochs counts per stage)"
+        )
+
+
+def fit(
+    cfg: TrainConfig, trainer: Any, module: Any, dm: Any, ckpt_path: str | None, spawned: bool
+) -> dict[str, Any]:
+    """``trainer.fit``; what stopped it early (``stopped_at_step`` / ``_epoch``), if anything.
+
+    ``spawned``: the workers ran in spawned processes (``ddp_spawn``), so this
+    process reloads the final state from the last checkpoint.
     """
-    import pytorch_lightning as pl
-    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+    from .callbacks import SimulatedCrash
 
-    from .. import get_host
-    from .callbacks import (
-        AtomicCheckpointIO,
-        BatchTrace,
-        CrashAfterSteps,
-        RunCheckpoint,
-        SimulatedCrash,
-        StopAfterEpochs,
-    )
-    from .datamodule import SkippedRecordsReport
-    from .plots import plot_loss_curve, plot_results
-
-    t0 = time.time()
-    validate_config(cfg)
-    out = Path(cfg.out)
-    _check_out_dir(out)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    parts = build_components(cfg)
-    module, dm = parts["module"], parts["datamodule"]
-
-    accelerator = "gpu" if cfg.accelerator == "cuda" else cfg.accelerator
-    on_gpu = accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available())
-    precision = cfg.precision or ("bf16-mixed" if on_gpu else "32-true")
-    devices: Any = int(cfg.devices) if str(cfg.devices).isdigit() else cfg.devices
-    multi = isinstance(devices, int) and devices > 1
-    strategy: Any = "auto"
-    if multi:
-        strategy = "ddp_spawn" if accelerator == "cpu" else "ddp"
-    if strategy == "ddp_spawn":
-        _pickle_modules_by_name()
-
-    ckpt_dir = out / "checkpoints"
-    last = ckpt_dir / "last.ckpt"
-    if os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0":
-        remove_stale_tmp_files(ckpt_dir)  # left by a run killed while writing
-    ckpt_path = _resume_checkpoint(cfg, module, last)
-
-    results: dict[str, Any] = {"config": asdict(cfg)}
-    if cfg.eval_init and ckpt_path is None:
-        results["init"] = evaluate(module, dm, seed=cfg.seed)
-
-    skipped_report = SkippedRecordsReport()
-    callbacks: list[Any] = [
-        RunCheckpoint(last, every_n_steps=cfg.checkpoint_every_n_steps),
-        skipped_report,
-    ]
-    if cfg.stop_after_epochs is not None:
-        callbacks.append(StopAfterEpochs(cfg.stop_after_epochs))
-    if cfg.stop_after_steps is not None:
-        callbacks.append(CrashAfterSteps(cfg.stop_after_steps))
-    if cfg.trace_batches:
-        callbacks.append(BatchTrace(out / "batch_trace"))
-    loggers = [
-        CSVLogger(str(out), name="logs"),
-        TensorBoardLogger(str(out), name="tensorboard", version=""),
-    ]
-    trainer = pl.Trainer(
-        max_epochs=module.total_epochs,
-        accelerator=accelerator,
-        devices=devices,
-        strategy=strategy,
-        precision=precision,  # type: ignore[arg-type]
-        logger=loggers,
-        callbacks=callbacks,
-        plugins=[AtomicCheckpointIO()],
-        enable_checkpointing=True,  # RunCheckpoint (a Checkpoint) replaces ModelCheckpoint
-        enable_progress_bar=not cfg.quiet,
-        enable_model_summary=False,
-        log_every_n_steps=1,
-        use_distributed_sampler=False,
-        reload_dataloaders_every_n_epochs=1,
-        deterministic=False,
-        gradient_clip_val=1.0 if module.automatic_optimization else None,
-        num_sanity_val_steps=0,
-    )
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     except SimulatedCrash as crash:
         print(f"Stopped after step {crash.steps}; continue with --resume --out {cfg.out}")
-        results["stopped_at_step"] = crash.steps
-        results["module"] = module
-        return results
+        return {"stopped_at_step": crash.steps}
     if not trainer.is_global_zero:
-        return results
-    if strategy == "ddp_spawn" and last.exists():
+        return {}
+    last = Path(cfg.out) / "checkpoints" / "last.ckpt"
+    if spawned and last.exists():
         # The workers trained; this process only got rank 0's weights back. The
         # last checkpoint (written at the final epoch end) has the whole state:
         # stage snapshots, stage, scheduler state and the epoch count.
@@ -465,118 +423,70 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             f"Stopped after epoch {module.epochs_done} of {module.total_epochs}; "
             f"continue with --resume --out {cfg.out}"
         )
-        results["stopped_at_epoch"] = module.epochs_done
-        results["module"] = module
-        return results
+        return {"stopped_at_epoch": module.epochs_done}
+    return {}
 
-    if skipped_report.skipped:
-        results["skipped_records"] = dict(skipped_report.skipped)
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train ``cfg.method``, evaluate it, and write everything into ``cfg.out``.
+
+    The steps: check every setting (:func:`~.validation.validate_config`),
+    claim the run folder (:func:`~.outdir.claim_run_folder`: lock, refuse a
+    folder holding another run), build the components, evaluate the random
+    initialisation, fit, evaluate the trained model, write the outputs.
+
+    ``checkpoints/last.ckpt`` is written atomically at every epoch end and every
+    ``cfg.checkpoint_every_n_steps`` batches; with ``cfg.resume`` a run killed
+    anywhere continues from it to the weights an uninterrupted run reaches.
+    """
+    t0 = time.time()
+    validate_config(cfg)
+    claim = claim_run_folder(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite, quiet=cfg.quiet)
+    with run_output(), claim as folder:
+        return _train_in(cfg, folder, t0)
+
+
+def _train_in(cfg: TrainConfig, folder: RunFolder, t0: float) -> dict[str, Any]:
+    import pytorch_lightning as pl
+
+    from .. import get_host
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    parts = build_components(cfg)
+    module, dm = parts["module"], parts["datamodule"]
+    hw = resolve_hardware(cfg)
+    results: dict[str, Any] = {"config": asdict(cfg)}
+    results["resolved"] = resolved_config(cfg, parts, hw)
+    aliases: dict[str, str] = results.setdefault("metric_aliases", {})
+    ckpt_path = _resume_checkpoint(cfg, module, folder, results["resolved"])
+    if not is_launched_worker():
+        write_config_file(cfg, results["resolved"], folder.path / "config.yaml")
+    _announce_schedule(cfg, module, parts)
+    if cfg.eval_init and ckpt_path is None:
+        results["init"] = evaluate(module, dm, seed=cfg.seed, aliases=aliases)
+
+    trainer = make_trainer(cfg, module, hw, folder.path, results["resolved"])
+    stopped = fit(cfg, trainer, module, dm, ckpt_path, spawned=hw.strategy == "ddp_spawn")
+    results["module"] = module
+    if stopped or not trainer.is_global_zero:
+        return {**results, **stopped}
+
+    from .datamodule import SkippedRecordsReport
+
+    for callback in trainer.callbacks:
+        if isinstance(callback, SkippedRecordsReport) and callback.skipped:
+            results["skipped_records"] = dict(callback.skipped)
     if cfg.eval_final:
-        results["trained"] = evaluate(module, dm, seed=cfg.seed)
+        results["trained"] = evaluate(module, dm, seed=cfg.seed, aliases=aliases)
     results["plugins"] = [
         f"{p.distribution}=={p.version}" for p in get_host().plugins() if p.status == "active"
     ]
     results["wall_time_s"] = round(time.time() - t0, 1)
     results["stages"] = module.scheduler.num_stages()
     results["view"], results["scheduler"] = parts["view_name"], parts["scheduler_name"]
-    results["module"] = module
-
-    atomic_torch_save(
-        {
-            "encoders": {m: e.state_dict() for m, e in module.encoders.items()},
-            "objective": module.objective.state_dict(),
-            "method": cfg.method,
-            "kinds": parts["kinds"],
-            "image_encoder": cfg.image_encoder,
-            "image_weights": cfg.image_weights,
-            "text_encoder": cfg.text_encoder,
-            "text_weights": cfg.text_weights,
-        },
-        out / "encoders.pt",
-    )
-    serialisable = {k: v for k, v in results.items() if k != "module"}
-    atomic_write_text(json.dumps(serialisable, indent=2, default=str), out / "metrics.json")
-    plot_loss_curve(
-        sorted((out / "logs").glob("version_*/metrics.csv")),
-        module.stage_starts,
-        out / "loss_curve.png",
-    )
-    if "trained" in results:
-        plot_results(results, out / "results.png", title=f"{cfg.method} on {cfg.data}")
-    print(format_results_table(results, cfg))
+    write_outputs(cfg, results, parts)
     return results
-
-
-def format_results_table(results: dict[str, Any], cfg: TrainConfig) -> str:
-    trained = results.get("trained", {})
-    init = results.get("init", {})
-    lines = [
-        "",
-        f"Results: method={cfg.method} data={cfg.data} seed={cfg.seed} "
-        f"({results.get('wall_time_s', '?')} s)",
-        f"{'metric':32s} {'random init':>12s} {'trained':>10s}",
-    ]
-    for key in sorted(trained):
-        before = f"{init[key]:.3f}" if key in init else "-"
-        lines.append(f"{key:32s} {before:>12s} {trained[key]:>10.3f}")
-    note = _retrieval_features_note(trained) if trained else "(evaluation skipped)"
-    if note:
-        lines.append(note)
-    lines.append(f"Written to {cfg.out}: encoders.pt, metrics.json, checkpoints/, logs/, *.png")
-    return "\n".join(lines)
 
 
 def train_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return train(config_from_args(args))
-
-
-def compare_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    from .plots import plot_compare
-
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    from ..cli import compare_seeds
-
-    seeds = compare_seeds(args.seeds)
-    table: dict[str, list[dict[str, float]]] = {}
-    for method in methods:
-        for seed in seeds:
-            cfg = config_from_args(
-                args,
-                method=method,
-                seed=seed,
-                out=str(Path(args.out) / f"{method}-seed{seed}"),
-                eval_init=False,
-            )
-            table.setdefault(method, []).append(train(cfg).get("trained", {}))
-    summary = summarize(table)
-    text = format_compare_table(summary, seeds)
-    print(text)
-    out = Path(args.out)
-    (out / "compare.md").write_text(text + "\n")
-    (out / "compare.json").write_text(json.dumps(summary, indent=2))
-    plot_compare(summary, out / "compare.png")
-    return summary
-
-
-def summarize(table: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, list[float]]]:
-    """method -> metric -> [mean, std] over seeds."""
-    out: dict[str, dict[str, list[float]]] = {}
-    for method, runs in table.items():
-        keys = sorted(set().union(*[r.keys() for r in runs])) if runs else []
-        out[method] = {}
-        for k in keys:
-            vals = torch.tensor([r[k] for r in runs if k in r], dtype=torch.float64)
-            std = float(vals.std()) if len(vals) > 1 else 0.0
-            out[method][k] = [float(vals.mean()), std]
-    return out
-
-
-def format_compare_table(summary: dict[str, dict[str, list[float]]], seeds: list[int]) -> str:
-    metrics = sorted(set().union(*[m.keys() for m in summary.values()])) if summary else []
-    header = "| method | " + " | ".join(metrics) + " |"
-    sep = "|---|" + "---|" * len(metrics)
-    rows = [f"Mean ± std over seeds {seeds}", "", header, sep]
-    for method, vals in summary.items():
-        cells = [f"{vals[k][0]:.3f} ± {vals[k][1]:.3f}" if k in vals else "-" for k in metrics]
-        rows.append(f"| {method} | " + " | ".join(cells) + " |")
-    return "\n".join(rows)

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .config import MAY_CHANGE_ON_RESUME
 
 #: A rule returns ``None`` when the value is fine, else what is accepted.
 Rule = Callable[[Any], "str | None"]
@@ -208,8 +209,8 @@ FIELD_RULES: dict[str, Rule] = {
     "overwrite": flag_value,
     "allow_changed": lambda v: (
         None
-        if isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
-        else "must be a list of flag names"
+        if isinstance(v, (list, tuple)) and all(_may_change(x) for x in v)
+        else "may name only " + ", ".join(MAY_CHANGE_ON_RESUME)
     ),
     "quiet": flag_value,
     "eval_init": flag_value,
@@ -219,6 +220,10 @@ FIELD_RULES: dict[str, Rule] = {
     "stop_after_steps": optional(positive_int),
     "trace_batches": flag_value,
 }
+
+
+def _may_change(name: Any) -> bool:
+    return isinstance(name, str) and name.lstrip("-").replace("-", "_") in MAY_CHANGE_ON_RESUME
 
 
 def validate_values(cfg: Any) -> None:
@@ -246,6 +251,14 @@ def validate_values(cfg: Any) -> None:
             f"{cfg.batch_size}: not one full batch to train on; lower --batch-size or raise "
             "--limit-train-samples"
         )
+
+
+def compare_seeds(text: str) -> list[int]:
+    """The seeds of ``compare --seeds 0,1,2`` (ConfigError naming the bad one)."""
+    parts = [s.strip() for s in str(text).split(",") if s.strip()]
+    if not parts or not all(p.isdigit() for p in parts):
+        raise ConfigError(f"--seeds {text!r}: must be comma-separated integers >= 0, e.g. 0,1,2")
+    return [int(p) for p in parts]
 
 
 def _show(value: Any) -> str:

@@ -59,7 +59,14 @@ from lightly_mm_plugins.api import StageContext, StagePlan, StageScheduler
 
 from .clustering import KMEANS_BACKENDS, kmeans_labels
 
-__all__ = ["SAMPLERS", "MCLScheduler", "combine_pseudo_labels", "group_batches"]
+__all__ = [
+    "SAMPLERS",
+    "MCLScheduler",
+    "combine_pseudo_labels",
+    "group_batches",
+    "same_group_others",
+    "warn_if_no_negatives",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +190,53 @@ def group_batches(
             if k < len(batches):
                 out.append(batches[k])
     return out
+
+
+def same_group_others(groups: Tensor) -> float:
+    """Mean number of *other* instances in an instance's pseudo-label group.
+
+    ``sum_g n_g (n_g - 1) / M``: the negatives an anchor can have at most in a
+    stage that contrasts only within groups (a batch of ``B`` out of ``M``
+    instances holds about ``others * (B - 1) / (M - 1)`` of them).
+
+    Example:
+        >>> import torch
+        >>> same_group_others(torch.tensor([0, 0, 1, 2]))
+        0.5
+    """
+    counts = torch.unique(groups.reshape(-1), return_counts=True)[1].double()
+    return float((counts * (counts - 1)).sum() / max(1, groups.numel()))
+
+
+def warn_if_no_negatives(groups: Tensor, stage: int, num_clusters: int) -> float:
+    """Warn when stage ``stage``'s groups leave (almost) no negatives; returns the mean
+    number of same-group others (see :func:`same_group_others`).
+
+    With every group a single instance the stage's loss is exactly 0 (nothing to
+    contrast against) and the stage trains nothing; below one other instance on
+    average most anchors see no negative in a batch.
+    """
+    others = same_group_others(groups)
+    if others < 1.0:
+        n = groups.numel()
+        counts = torch.unique(groups.reshape(-1), return_counts=True)[1]
+        alone = int((counts == 1).sum())
+        what = (
+            "no negatives at all (every group has one member): its loss is exactly 0"
+            if (alone == n)
+            else f"almost no negatives ({others:.2f} other instances per group on average)"
+        )
+        logger.warning(
+            "MCL stage %d: %d pseudo-label groups over %d instances (%d alone in theirs) leave "
+            "%s. Use fewer clusters (num_clusters=%d) or stages (num_stages), or more data.",
+            stage,
+            int(counts.numel()),
+            n,
+            alone,
+            what,
+            num_clusters,
+        )
+    return others
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -393,6 +447,7 @@ class MCLScheduler(StageScheduler):
             stage + 1,
             int(torch.unique(groups).numel()),
         )
+        warn_if_no_negatives(groups, stage + 1, self.num_clusters)
 
     # ------------------------------------------------------------- pseudo labels
     def _lookup(self, instance_ids: Tensor) -> Tensor:
