@@ -167,3 +167,18 @@ def test_resume_without_a_checkpoint_says_it_starts_fresh(tmp_path: Path, capfd)
     (out / "metrics.json").write_text("{}")  # a finished run whose checkpoint is gone
     with pytest.raises(RunFolderError, match="--overwrite"):
         check_run_folder(out, resume=True, overwrite=False)
+
+
+def test_compare_refuses_earlier_runs_unless_overwrite(tmp_path: Path) -> None:
+    argv = [
+        *("compare", "--methods", "clip", "--seeds", "0", "--data", "synthetic"),
+        *("--limit-train-samples", "16", "--batch-size", "8", "--epochs", "1", "--quiet"),
+        *("--out", str(tmp_path / "cmp")),
+    ]
+    status, stderr = run_cli(*argv)
+    assert status == 0, stderr
+    assert (tmp_path / "cmp" / "compare.json").is_file()
+    status, stderr = run_cli(*argv)
+    assert status == 2 and "clip-seed0 is not empty" in stderr and "--overwrite" in stderr
+    status, stderr = run_cli(*argv, "--overwrite")
+    assert status == 0, stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -120,3 +121,28 @@ def test_unwritable_output_dir_is_reported(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(LightlyMMError, match="output directory"):
         train(small(tmp_path, "file/sub"))
+
+
+def test_each_probe_is_fitted_once_and_shown_once(clip_run):
+    """The digits' ``digit`` label set is the data set's labels: its probe is the main one."""
+    from lightly_mm_plugins.training.report import format_results_table
+
+    results, _ = clip_run
+    trained = results["trained"]
+    assert trained["linear_probe/image[digit]"] == trained["linear_probe/image"]
+    assert results["metric_aliases"]["linear_probe/joint[digit]"] == "linear_probe/joint"
+    table = format_results_table(results, small(Path("."), "run"))
+    assert "linear_probe/image[digit]" not in table and "linear_probe/image " in table
+    assert "(label set 'digit' = the data set's labels" in table
+
+
+def test_nothing_measured_says_why_not_skipped():
+    from lightly_mm_plugins.training.config import TrainConfig
+    from lightly_mm_plugins.training.report import format_results_table
+
+    ran = {"trained": {}, "resolved": {"modalities": {"x": "vector"}}}
+    table = format_results_table(ran, TrainConfig())
+    assert "(evaluation skipped" not in table
+    assert "(nothing measured: the data set has no labels" in table and "one modality" in table
+    skipped = format_results_table({}, TrainConfig(eval_final=False))
+    assert "(evaluation skipped: --no-eval)" in skipped

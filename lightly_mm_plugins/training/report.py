@@ -65,8 +65,8 @@ def format_results_table(results: dict[str, Any], cfg: TrainConfig) -> str:
     names = sorted({key.rsplit("[", 1)[1].rstrip("]") for key in aliases})
     if names:
         lines.append(
-            f"(labels {', '.join(names)} are the data set's labels: "
-            f"linear_probe/*[{names[0]}] = linear_probe/*, in metrics.json under both keys)"
+            f"(label set {', '.join(map(repr, names))} = the data set's labels: its probes are "
+            f"the linear_probe/* rows, fitted once; metrics.json has both keys)"
         )
     if trained:
         note = _retrieval_features_note(trained)

@@ -380,19 +380,20 @@ def write_config_file(cfg: TrainConfig, resolved: dict[str, Any], path: Path) ->
 
 
 def _announce_schedule(cfg: TrainConfig, module: Any, parts: dict[str, Any]) -> None:
-    """Say how many epochs the stages add up to (``--epochs`` counts per stage)."""
+    """Say how many epochs the stages add up to (``--epochs`` may count per stage)."""
     stages = module.scheduler.num_stages()
-    if stages > 1 and not cfg.quiet:
-        per_stage = [module.scheduler.plan(s).epochs for s in range(stages)]
-        sizes = (
-            f"{stages} x {per_stage[0]}"
-            if len(set(per_stage)) == 1
-            else "+".join(map(str, per_stage))
-        )
-        print(
-            f"{parts['scheduler_name']!r} schedule: {stages} stages, {sizes} = "
-            f"{module.total_epochs} epochs in all (--epochs counts per stage)"
-        )
+    if stages < 2 or cfg.quiet:
+        return
+    per_stage = [module.scheduler.plan(s).epochs for s in range(stages)]
+    if len(set(per_stage)) == 1:
+        sizes = f"{stages} x {per_stage[0]}"
+    else:
+        sizes = "+".join(map(str, per_stage))
+    note = " (--epochs counts per stage)" if set(per_stage) == {parts["epochs"]} else ""
+    print(
+        f"{parts['scheduler_name']!r} schedule: {stages} stages, {sizes} = "
+        f"{module.total_epochs} epochs in all{note}"
+    )
 
 
 def fit(

@@ -48,9 +48,10 @@ def test_the_host_says_how_many_epochs_the_stages_add_up_to(capsys):
 
     sched = MCLScheduler(epochs=2, num_stages=4)
     module = SimpleNamespace(scheduler=sched, total_epochs=8)
-    _announce_schedule(TrainConfig(method="mcl", epochs=2), module, {"scheduler_name": "mcl"})
+    parts = {"scheduler_name": "mcl", "epochs": 2}
+    _announce_schedule(TrainConfig(method="mcl", epochs=2), module, parts)
     assert capsys.readouterr().out.strip() == (
         "'mcl' schedule: 4 stages, 4 x 2 = 8 epochs in all (--epochs counts per stage)"
     )
-    _announce_schedule(TrainConfig(quiet=True), module, {"scheduler_name": "mcl"})
+    _announce_schedule(TrainConfig(quiet=True), module, parts)
     assert capsys.readouterr().out == ""
