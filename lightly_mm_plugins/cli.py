@@ -200,17 +200,16 @@ def build_parser() -> Any:
     from .data.commands import add_to_shards_arguments
 
     data = _Parser(prog="lightly-mm data")
-    data_commands = data.add_subcommands(dest="data_command")
+    commands.add_subcommand("data", data, help="data set tools (to-shards)")
     shards = _Parser(
         prog="lightly-mm data to-shards",
         description="Write an annotation file (.jsonl, COCO/Karpathy .json, .csv/.tsv) as "
         "WebDataset tar shards (image + json {captions, label} per key) and sizes.json.",
     )
     add_to_shards_arguments(shards)
-    data_commands.add_subcommand(
+    data.add_subcommands(dest="data_command").add_subcommand(
         "to-shards", shards, help="write an annotation file as WebDataset tar shards"
     )
-    commands.add_subcommand("data", data, help="data set tools (to-shards)")
     return parser
 
 

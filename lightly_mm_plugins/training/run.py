@@ -10,8 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
-import inspect
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -20,7 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..errors import LightlyMMError, ResumeMismatchError
+from ..errors import ResumeMismatchError
+from .build import build_components, data_file_options
 from .checkpointing import atomic_write_text, load_checkpoint_file
 from .config import (
     CONFIG_KEY,
@@ -35,151 +34,7 @@ from .report import write_outputs
 from .trainer import Hardware, make_trainer, resolve_hardware, run_output
 from .validation import validate_config
 
-__all__ = ["TrainConfig", "evaluate", "train"]
-
-
-def data_file_options(cfg: TrainConfig) -> Any:
-    """``spec -> load_dataset keyword arguments``: the file options set in ``cfg``,
-    for annotation files only (the embedded data sets take none)."""
-    from ..data import check_data_spec
-
-    options = {
-        "image_root": cfg.image_root,
-        "csv_img_key": cfg.csv_img_key,
-        "csv_caption_key": cfg.csv_caption_key,
-        "csv_separator": cfg.csv_separator,
-    }
-    given = {k: v for k, v in options.items() if v is not None}
-
-    def for_spec(spec: str) -> dict[str, Any]:
-        if check_data_spec(spec) != "file":
-            return {}
-        return given
-
-    return for_spec
-
-
-def build_components(cfg: TrainConfig) -> dict[str, Any]:
-    """Data sets, view, encoders, objective, scheduler and module for ``cfg``."""
-    from .. import get_host
-    from ..data import load_dataset
-    from ..encoders import build_encoder
-    from .datamodule import MultimodalDataModule
-    from .module import MultimodalModule
-
-    host = get_host()
-    obj_entry = host.registry("objectives").get(cfg.method)
-    from ..data import check_data_spec
-
-    file_options = data_file_options(cfg)
-    shards = check_data_spec(cfg.data) == "shards"
-    common: dict[str, Any] = {"on_error": cfg.on_error, "seed": 0}
-    if cfg.test_data is None and not shards:
-        common["split_fractions"] = tuple(cfg.split_fractions)
-    train_set: Any = load_dataset(
-        cfg.data, split="all" if shards else "train", **common, **file_options(cfg.data)
-    )
-    if cfg.test_data is not None:
-        test_set = load_dataset(
-            cfg.test_data, split="all", on_error=cfg.on_error, **file_options(cfg.test_data)
-        )
-    elif shards and not (cfg.eval_init or cfg.eval_final):
-        test_set = train_set  # never read: no evaluation
-    else:
-        test_set = load_dataset(cfg.data, split="test", **common, **file_options(cfg.data))
-    if shards and cfg.limit_train_samples is not None:
-        raise LightlyMMError(
-            "--limit-train-samples needs an annotation file; with shards, name fewer shards "
-            "(e.g. 'shards/{000..001}.tar')"
-        )
-    if cfg.limit_train_samples is not None:
-        keep = range(min(cfg.limit_train_samples, len(train_set)))
-        train_set = train_set.subset(list(keep))
-    kinds: dict[str, str] = dict(train_set.modalities)
-    image_size = cfg.image_size
-    if image_size is None:
-        image_size = getattr(train_set, "default_image_size", 32)
-
-    encoders = {}
-    for m, kind in kinds.items():
-        if kind == "image":
-            encoders[m] = build_encoder(
-                "image", cfg.image_encoder, image_size=image_size, weights_path=cfg.image_weights
-            )
-        elif kind == "text":
-            encoders[m] = build_encoder(
-                "text", cfg.text_encoder, trainable=cfg.train_text, weights_path=cfg.text_weights
-            )
-        else:
-            dim = int(train_set[0].observations[m][0].shape[-1])
-            encoders[m] = build_encoder("vector", None, input_dim=dim)
-    embedding_dims = {m: int(e.feature_dim) for m, e in encoders.items()}
-    extra: dict[str, Any] = {}
-    if "local_dims" in inspect.signature(obj_entry.resolve()).parameters:
-        extra["local_dims"] = {m: int(e.local_dim or e.feature_dim) for m, e in encoders.items()}
-    objective = obj_entry.create(
-        embedding_dims=embedding_dims, modalities=tuple(kinds), **extra, **cfg.method_args
-    )
-    # Retrieval is evaluated in the objective's joint space: find it now, not after training.
-    from ..api import joint_embedding_problem
-
-    problem = joint_embedding_problem(objective)
-    if problem:
-        raise LightlyMMError(f"objective {cfg.method!r}: {problem}")
-    view_name = cfg.view or obj_entry.metadata.get("view") or "paired"
-    view = host.registry("views").create(
-        view_name, modalities=kinds, image_size=image_size, **cfg.view_args
-    )
-    epochs = cfg.epochs
-    if epochs is None:
-        epochs = 3 if cfg.data in ("default", "digits") else 10
-    sched_name = cfg.scheduler or obj_entry.metadata.get("scheduler") or "single"
-    scheduler = host.registry("stage_schedulers").create(
-        sched_name, epochs=epochs, **cfg.scheduler_args
-    )
-    if shards and scheduler.num_stages() > 1:
-        raise LightlyMMError(
-            f"stage scheduler {sched_name!r} draws its own batches from all instances, which "
-            "streamed shards cannot give; use an annotation file, or --scheduler single"
-        )
-    if scheduler.num_stages() > 1 and not objective.requirements.pseudo_labels:
-        if getattr(scheduler, "needs_pseudo_labels", True):
-            raise LightlyMMError(
-                f"stage scheduler {sched_name!r} restricts negatives with pseudo labels, but "
-                f"objective {cfg.method!r} does not support them (requirements.pseudo_labels)"
-            )
-    module = MultimodalModule(
-        encoders,
-        objective,
-        scheduler,
-        kinds,
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        warmup_epochs=cfg.warmup_epochs,
-        seed=cfg.seed,
-    )
-    dm = MultimodalDataModule(
-        train_set,
-        test_set,
-        view,
-        batch_size=cfg.batch_size,
-        num_workers=cfg.num_workers,
-        seed=cfg.seed,
-        scheduler=scheduler,
-        stage_of_epoch=module.stage_of_epoch,
-        on_error=cfg.on_error,
-    )
-    # A bound method, not a lambda: ddp_spawn pickles the module.
-    module.embed_loader_fn = functools.partial(dm.eval_loader, "train")
-    return {
-        "module": module,
-        "datamodule": dm,
-        "kinds": kinds,
-        "view_name": view_name,
-        "scheduler_name": sched_name,
-        "epochs": epochs,
-        "image_size": image_size,
-    }
+__all__ = ["TrainConfig", "build_components", "data_file_options", "evaluate", "train"]
 
 
 @torch.no_grad()
