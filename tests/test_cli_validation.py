@@ -21,12 +21,11 @@ import pytest
 
 from lightly_mm_plugins.cli import main as cli_main
 from lightly_mm_plugins.errors import ArgumentError, ConfigError
+from lightly_mm_plugins.training.arg_types import check_component_arguments, matches
 from lightly_mm_plugins.training.config import TrainConfig
 from lightly_mm_plugins.training.validation import (
     FIELD_RULES,
-    check_component_arguments,
     check_devices,
-    matches,
     validate_config,
     validate_values,
 )

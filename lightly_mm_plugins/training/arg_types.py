@@ -7,10 +7,10 @@ annotation: ``projection_dim=64.5`` for ``projection_dim: int`` is
 
 Example:
     >>> def factory(projection_dim: int = 64, temperature: float = 0.07): ...
-    >>> check_component_arguments(factory, {"projection_dim": "abc"}, "--method-args")
+    >>> check_component_arguments(factory, {"projection_dim": "abc"}, "--x")
     Traceback (most recent call last):
     ...
-    lightly_mm_plugins.errors.ConfigError: --method-args: projection_dim expects int, got 'abc' (str)
+    lightly_mm_plugins.errors.ConfigError: --x: projection_dim expects int, got 'abc' (str)
 """
 
 from __future__ import annotations

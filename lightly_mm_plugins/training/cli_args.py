@@ -28,9 +28,12 @@ def _kv(text: str) -> dict[str, Any]:
     return out
 
 
-def _fractions(text: str) -> Any:
+def _fractions(text: Any) -> Any:
     """``TRAIN,VAL`` as two floats; anything else is kept as given, for the
-    validation layer to name (``--split-fractions ...: must be ...``)."""
+    validation layer to name (``--split-fractions ...: must be ...``). A pair
+    (the default, or a list in a ``--config`` file) is taken as it is."""
+    if isinstance(text, (list, tuple)):
+        return tuple(text)
     try:
         train, val = (float(x) for x in text.split(","))
     except ValueError:
