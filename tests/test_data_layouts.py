@@ -332,3 +332,22 @@ def test_data_flags_are_validated_before_anything_starts(argv, message, capsys):
 
     assert main(["train", "--method", "clip", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_test_data_is_what_evaluation_reads(tmp_path):
+    from lightly_mm_plugins.training.config import TrainConfig
+    from lightly_mm_plugins.training.build import build_components
+
+    for i in range(12):
+        make_image(tmp_path / "images" / f"{i}.png", 10 * i)
+    train_file = coco(tmp_path / "train.json", [f"{i}.png" for i in range(9)])
+    test_file = tmp_path / "test.jsonl"
+    test_file.write_text(
+        "\n".join(json.dumps({"image": f"{i}.png", "captions": [f"t{i}"]}) for i in (9, 10, 11))
+    )
+    cfg = TrainConfig(data=str(train_file), test_data=str(test_file), batch_size=2, image_size=8)
+    dm = build_components(cfg)["datamodule"]
+    assert len(dm.train_set) == 9  # all of --data trains when --test-data is given
+    texts = [t for b in dm.eval_loader("test") for row in b.observations["text"] for t in row]
+    assert sorted(texts) == ["t10", "t11", "t9"]

@@ -56,9 +56,16 @@ def build_components(cfg: TrainConfig) -> dict[str, Any]:
     common: dict[str, Any] = {"on_error": cfg.on_error, "seed": 0}
     if cfg.test_data is None and not shards:
         common["split_fractions"] = tuple(cfg.split_fractions)
+    # With a separate --test-data, all of --data trains (its own train split if its
+    # records name splits); else the train split of --data.
+    whole = shards or cfg.test_data is not None
     train_set: Any = load_dataset(
-        cfg.data, split="all" if shards else "train", **common, **file_options(cfg.data)
+        cfg.data, split="all" if whole else "train", **common, **file_options(cfg.data)
     )
+    if whole and getattr(train_set, "splits", None):
+        from ..data import select_split
+
+        train_set = select_split(train_set, "train")
     if cfg.test_data is not None:
         test_set = load_dataset(
             cfg.test_data, split="all", on_error=cfg.on_error, **file_options(cfg.test_data)
