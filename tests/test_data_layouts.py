@@ -336,8 +336,8 @@ def test_data_flags_are_validated_before_anything_starts(argv, message, capsys):
 
 @pytest.mark.slow
 def test_test_data_is_what_evaluation_reads(tmp_path):
-    from lightly_mm_plugins.training.config import TrainConfig
     from lightly_mm_plugins.training.build import build_components
+    from lightly_mm_plugins.training.config import TrainConfig
 
     for i in range(12):
         make_image(tmp_path / "images" / f"{i}.png", 10 * i)
