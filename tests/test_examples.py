@@ -14,7 +14,7 @@ SCRIPTS = sorted(EXAMPLES.glob("*.py"))
 
 
 def test_there_is_a_script_per_method():
-    assert {p.stem for p in SCRIPTS} >= {"clip"}
+    assert {p.stem for p in SCRIPTS} == {"clip", "tcl", "mxmclr", "mcl", "cct", "factorcl"}
 
 
 @pytest.mark.slow
@@ -31,4 +31,6 @@ def test_example_script_runs(script, tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert "final train_loss" in proc.stdout
+    if script.stem == "mcl":  # the stage boundary ran: one clustering, stage 1 trained
+        assert "stages run: 2; clusterings: 1" in proc.stdout
     assert len(script.read_text().splitlines()) <= 130, "keep the example short"
