@@ -109,6 +109,7 @@ def test_builtins_are_registered_per_kind():
         build_encoder("image", "timm")
 
 
+@pytest.mark.slow
 def test_a_plugin_encoder_is_discovered_and_used_by_name(tmp_path, fake_plugin_path):
     from lightly_mm_plugins.training import TrainConfig, train
 
@@ -289,6 +290,7 @@ _ONE_STEP = dict(
 )
 
 
+@pytest.mark.slow
 def test_train_one_step_with_timm_and_open_clip(tmp_path, tiny_clip):
     from lightly_mm_plugins.training import TrainConfig, train
 
