@@ -812,6 +812,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--memory-pairs", type=int, default=8192, help="pairs of the chunked-memory table (0: skip)"
     )
+    p.add_argument("--memory-chunk", type=int, default=256, help="chunk_size of that table")
     p.add_argument("--_worker", help=argparse.SUPPRESS)
     return p
 
@@ -1728,7 +1729,9 @@ def main(argv: list[str] | None = None) -> int:
         sizes = args.batch_sizes if "--batch-sizes" in argv else [768, 1536, 3072]
         _, section = vs_open_clip(sizes, args.vs_dim, args.repeats, args.threads)
         if args.memory_pairs > 0:
-            section += chunked_memory(args.memory_pairs, args.vs_dim, 1024, args.threads)
+            section += chunked_memory(
+                args.memory_pairs, args.vs_dim, args.memory_chunk, args.threads
+            )
         if args.cacr_queue > 0:
             section += vs_official_cacr(
                 args.cacr_batch, 5, args.cacr_queue, 128, max(3, args.repeats // 2), args.threads
