@@ -177,7 +177,6 @@ class _WeightedDistance(torch.autograd.Function):
         n, dim = q.shape
         grad_q = torch.empty_like(q) if ctx.needs_input_grad[0] else None
         grad_k = torch.zeros_like(k) if ctx.needs_input_grad[1] else None
-        k_ones = torch.cat([k, k.new_ones(k.shape[0], 1)], dim=1)  # H @ [k, 1]
         for start in range(0, n, step):
             stop = min(start + step, n)
             if ctx.kept is not None:
@@ -194,12 +193,13 @@ class _WeightedDistance(torch.autograd.Function):
                 h.add_(1.0).mul_(w)
             q_block = q[start:stop]
             if grad_q is not None:
-                hk = h @ k_ones  # (rows, D + 1): H k and the row sums of H
-                grad_q[start:stop] = 2.0 * g * (q_block * hk[:, dim:] - hk[:, :dim])
+                # H @ k_aug = [-2 H k, Σ_j H_ij, ·]: H k and the row sums in one matmul
+                hk = h @ k_aug[:, : dim + 1]
+                grad_q[start:stop] = g * (2.0 * q_block * hk[:, dim:] + hk[:, :dim])
             if grad_k is not None:
                 gq = torch.cat([q_block * g, g], dim=1)
                 hq = h.T @ gq  # (M, D + 1): Gᵀ q and the column sums of G
-                grad_k += 2.0 * (k * hq[:, dim:] - hq[:, :dim])
+                grad_k.addcmul_(k, hq[:, dim:], value=2.0).sub_(hq[:, :dim], alpha=2.0)
         ctx.kept = None
         return grad_q, grad_k, None, None, None, None
 
