@@ -147,7 +147,13 @@ def make_objective(method: str, dim: int, args: argparse.Namespace) -> nn.Module
             "clip", embedding_dims=dims, modalities=mods, projection_dim=dim
         )
     if method == "cct":
-        return lmm.create_objective("cct", embedding_dims=dims, modalities=mods, projection_dim=dim)
+        return lmm.create_objective(
+            "cct",
+            embedding_dims=dims,
+            modalities=mods,
+            projection_dim=dim,
+            tau_neg=getattr(args, "tau_neg", 0.9),
+        )
     if method == "cct-uniform":  # CACR's own ablation: uniform weights (choice='none')
         return lmm.create_objective(
             "cct", embedding_dims=dims, modalities=mods, projection_dim=dim, weighting="uniform"
@@ -242,8 +248,9 @@ def fit_paired(
 
 
 def cmd_cct(args: argparse.Namespace) -> None:
+    extra = {} if args.tau_neg == 0.9 else {"tau_neg": args.tau_neg}
     jobs = [
-        {"method": m, "batch": b, "seed": s, "steps": args.steps}
+        {"method": m, "batch": b, "seed": s, "steps": args.steps, **extra}
         for s in args.seeds
         for b in args.batches
         for m in args.methods
@@ -449,7 +456,7 @@ def mcl_table(rows: list[dict[str, Any]], seeds: int) -> str:
 
 def method_label(row: dict[str, Any]) -> str:
     job = row["job"]
-    extra = [f"{k} {job[k]}" for k in ("momentum",) if k in job]
+    extra = [f"{k} {job[k]}" for k in ("momentum", "tau_neg") if k in job]
     return job["method"] + (f" ({', '.join(extra)})" if extra else "")
 
 
@@ -539,7 +546,7 @@ def replace_block(text: str, name: str, body: str) -> str:
 
 def cmd_report(args: argparse.Namespace) -> None:
     res = Path(args.results)
-    names = ("factorcl", "mcl", "cct", "tcl", "tcl-diagnostics")
+    names = ("factorcl", "mcl", "cct", "tcl", "tcl-diagnostics", "cct-diagnostics")
     data = {k: load_rows(res / f"{k}.jsonl") for k in names}
     seeds = args.expected_seeds
     tables = {
@@ -548,6 +555,10 @@ def cmd_report(args: argparse.Namespace) -> None:
         "cct": grid_table(data["cct"], seeds, "batch", lambda b: f"batch {b}"),
         "tcl": grid_table(data["tcl"], seeds, "mismatch", lambda f: f"{100 * f:.0f} % mismatched"),
     }
+    if data["cct-diagnostics"]:
+        tables["cct-diagnostics"] = grid_table(
+            data["cct-diagnostics"], seeds, "batch", lambda b: f"batch {b}"
+        )
     if data["tcl-diagnostics"]:
         tables["tcl-diagnostics"] = grid_table(
             data["tcl-diagnostics"], seeds, "mismatch", lambda f: f"{100 * f:.0f} % mismatched"
@@ -588,6 +599,7 @@ def main(argv: list[str] | None = None) -> None:
         if name == "cct":
             q.add_argument("--batches", type=ints, default=[16, 64, 256])
             q.add_argument("--methods", type=strs, default=["clip", "cct", "cct-uniform"])
+            q.add_argument("--tau-neg", type=float, default=0.9, help="CCT's tau- (README 0.9)")
         else:
             q.add_argument("--batch", type=int, default=128)
             q.add_argument("--mismatch", type=floats, default=[0.0, 0.2, 0.4])
