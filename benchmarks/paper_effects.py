@@ -110,6 +110,9 @@ class PairedSets:
             ).reshape(n, locals_, local_dim)
             for m, w in self.maps.items()
         }
+        # the noise-free image, for views with their own observation noise (diagnostic)
+        self.clean_image = ((s @ self.maps["image"]) / sem_dim**0.5).reshape(n, locals_, local_dim)
+        self.noise = noise
         self.n = n
 
     def mismatch(self, fraction: float, seed: int) -> None:
@@ -225,7 +228,14 @@ def fit_paired(
     for _ in range(args.steps):
         idx = torch.randint(train.n, (batch,), generator=g)
         img, txt = train.x["image"][idx], train.x["text"][idx]
-        views = [augment_image(img, g), augment_image(img, g)] if tcl else [augment_image(img, g)]
+        if job.get("view_noise") == "fresh":  # each view observes the image with new noise
+            clean = train.clean_image[idx]
+            views = [
+                augment_image(clean + train.noise * torch.randn(clean.shape, generator=g), g)
+                for _ in range(2 if tcl else 1)
+            ]
+        else:
+            views = [augment_image(img, g) for _ in range(2 if tcl else 1)]
         gi, li = zip(*(enc["image"](v) for v in views))
         gt, lt = enc["text"](txt)
         kw: dict[str, Any] = {}
@@ -259,7 +269,9 @@ def cmd_cct(args: argparse.Namespace) -> None:
 
 
 def cmd_tcl(args: argparse.Namespace) -> None:
-    extra = {} if args.momentum == 0.995 else {"momentum": args.momentum}
+    extra: dict[str, Any] = {} if args.momentum == 0.995 else {"momentum": args.momentum}
+    if args.fresh_view_noise:
+        extra["view_noise"] = "fresh"
     jobs = [
         {"method": m, "batch": args.batch, "mismatch": f, "seed": s, "steps": args.steps, **extra}
         for s in args.seeds
@@ -456,7 +468,7 @@ def mcl_table(rows: list[dict[str, Any]], seeds: int) -> str:
 
 def method_label(row: dict[str, Any]) -> str:
     job = row["job"]
-    extra = [f"{k} {job[k]}" for k in ("momentum", "tau_neg") if k in job]
+    extra = [f"{k} {job[k]}" for k in ("momentum", "tau_neg", "view_noise") if k in job]
     return job["method"] + (f" ({', '.join(extra)})" if extra else "")
 
 
@@ -606,6 +618,11 @@ def main(argv: list[str] | None = None) -> None:
             q.add_argument("--methods", type=strs, default=["clip", "tcl-cma", "tcl"])
             q.add_argument(
                 "--momentum", type=float, default=0.995, help="TCL's EMA decay (paper 0.995)"
+            )
+            q.add_argument(
+                "--fresh-view-noise",
+                action="store_true",
+                help="diagnostic: each image view gets its own observation noise",
             )
     q = sub.add_parser("mcl")
     q.add_argument("--seeds", type=ints, default=[0, 1, 2])

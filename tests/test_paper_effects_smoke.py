@@ -81,6 +81,9 @@ def test_tcl_terms_change_training(effects: ModuleType) -> None:
     cma = effects.fit_paired({**job, "method": "tcl-cma"}, args)[0]
     # same seed, data and init: only the intra-modal + local terms differ
     assert not torch.allclose(full["image"].net[0].weight, cma["image"].net[0].weight)
+    # the diagnostic with fresh observation noise per image view trains differently too
+    fresh = effects.fit_paired({**job, "method": "tcl", "view_noise": "fresh"}, args)[0]
+    assert not torch.allclose(full["image"].net[0].weight, fresh["image"].net[0].weight)
 
 
 def test_mcl_rows_run(effects: ModuleType, tmp_path: Path) -> None:
