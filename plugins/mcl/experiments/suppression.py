@@ -147,6 +147,7 @@ def train_stage(
     stage: int = 0,
 ) -> None:
     """``epochs`` epochs of CLIP-style training; MCL's negatives with ``sched`` in stage >= 1."""
+    obj.set_stage(stage)  # this loop is the stage driver (stage 0: all negatives)
     params = list(enc.parameters()) + list(obj.parameters())
     opt = torch.optim.Adam(params, lr=args.lr)
     n = data.a.numel()
