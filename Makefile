@@ -30,7 +30,7 @@ install: $(DEPS_STAMP)
 
 demo: install
 	$(VENV)/bin/lightly-mm plugins
-	$(VENV)/bin/lightly-mm train --method clip --out lightly_mm_runs/demo
+	$(VENV)/bin/lightly-mm train --method clip --out lightly_mm_runs/demo --overwrite
 
 lint: install
 	$(VENV)/bin/ruff format --check .

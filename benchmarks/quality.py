@@ -120,6 +120,8 @@ def train_one(data: str, method: str, seed: int, runs_dir: Path, quick: bool) ->
             f"{out} holds a run with another protocol; pass another --runs-dir or delete it"
         )
     cmd = [sys.executable, "-m", "lightly_mm_plugins.cli", *args]
+    if out.exists():  # an unfinished run (no metrics.json): start it again
+        cmd.append("--overwrite")
     t0 = time.time()
     print(f"train  {data:9s} {method:9s} seed {seed} ...", end=" ", flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -71,6 +71,8 @@ def train_missing(runs_dir: Path, seeds: list[int], lr: float | None = None) -> 
             if lr is not None:
                 cmd += ["--lr", str(lr)]
             print("training", name, flush=True)
+            if (runs_dir / name).exists():  # unfinished (no metrics.json): start again
+                cmd.append("--overwrite")
             subprocess.run([*cmd, "--out", str(runs_dir / name)], check=True)
 
 
