@@ -435,6 +435,9 @@ class CCTLoss(nn.Module):
         if pseudo_labels is not None:
             groups, groups_all = pseudo_labels, gather_cat(pseudo_labels, gather)
         coef = 0.0 if uniform else -self.tau_neg
+        # one unbind per tensor: its backward stacks the views' gradients once
+        views = z.unbind(1)
+        views_all = views if z_all is z else z_all.unbind(1)
         rows: list[Tensor] = []
         entropies: list[Tensor] = []
         row_valid: list[Tensor] = []
@@ -444,8 +447,8 @@ class CCTLoss(nn.Module):
                 query_ok = None if all_valid else mask[:, x] & mask[:, y]
                 cands = _Candidates(query_ok, col_ok_all(y), 0, None, ids, groups, groups_all)
                 f, lse = weighted_distances(
-                    z[:, x],
-                    z_all[:, y],
+                    views[x],
+                    views_all[y],
                     coef,
                     cands,
                     grad_weights=not self._detach(False),
@@ -453,7 +456,7 @@ class CCTLoss(nn.Module):
                 )
                 row = -self.beta * f
                 if self.debiased:
-                    d_own = (z[:, x] - z[:, y]).pow(2).sum(-1)  # official `pos`
+                    d_own = (views[x] - views[y]).pow(2).sum(-1)  # official `pos`
                     row = (-self.tau_plus * d_own + row) / (1.0 - self.tau_plus)
                 rows.append(row)
                 entropies.append(lse - coef * f.detach())
@@ -482,7 +485,7 @@ class CCTLoss(nn.Module):
                 keys = queue
                 col_ok = None
                 if self.intra_batch_negatives:
-                    keys = torch.cat([queue, z_all[:, x]])
+                    keys = torch.cat([queue, views_all[x]])
                     if not all_valid:
                         col_ok = torch.cat(
                             [torch.ones(q_size, dtype=torch.bool, device=z.device), mask_all[:, x]]
@@ -491,7 +494,7 @@ class CCTLoss(nn.Module):
                 else:
                     cands = _Candidates(row_ok(x), None, q_size, keep_q)
                 f, lse = weighted_distances(
-                    z[:, x],
+                    views[x],
                     keys,
                     coef,
                     cands,
