@@ -467,6 +467,24 @@ class CollatedBatch:
     def batch_size(self) -> int:
         return int(self.instance_ids.shape[0])
 
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> CollatedBatch:
+        """The batch with every tensor on ``device`` (text stays a list of strings).
+
+        Lightning's default ``transfer_batch_to_device`` calls this (an object with
+        ``.to()`` is moved as one), as does any loop of your own.
+        """
+
+        def move(x: Any) -> Any:
+            return x.to(device, non_blocking=non_blocking) if isinstance(x, Tensor) else x
+
+        return replace(
+            self,
+            observations={k: move(v) for k, v in self.observations.items()},
+            masks={k: move(v) for k, v in self.masks.items()},
+            instance_ids=move(self.instance_ids),
+            labels=move(self.labels),
+        )
+
 
 class Encoder(nn.Module):
     """A modality encoder: ``forward(x) -> (N, feature_dim)``.

@@ -200,7 +200,15 @@ def _plain(value, where="checkpoint") -> None:
 def test_checkpoint_and_encoders_hold_only_tensors_and_plain_data(finished_run):
     ckpt = torch.load(finished_run / "checkpoints" / "last.ckpt", weights_only=True)
     _plain(ckpt)
-    assert "hyper_parameters" not in ckpt
+    # save_hyperparameters: the run's plain settings only, never the encoders or objective
+    assert set(ckpt["hyper_parameters"]) == {
+        "kinds",
+        "lr",
+        "weight_decay",
+        "warmup_epochs",
+        "seed",
+        "diagnostics_every_n_steps",
+    }
     exported = torch.load(finished_run / "encoders.pt", weights_only=True)
     _plain(exported)
     assert load_exported(finished_run / "encoders.pt")["method"] == "clip"

@@ -340,7 +340,7 @@ class ShardBatches(IterableDataset):  # type: ignore[type-arg]
         yield from buf
 
     def _view(self, raw: tuple[int, str, dict[str, Any]]) -> Any:
-        from ..training.datamodule import seed_cpu_generators
+        from ..training.seeding import seed_cpu_generators
 
         iid, where, sample = raw
         decoded = decode_sample(sample, iid, where)

@@ -10,7 +10,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import inspect
 from typing import Any
 
@@ -152,12 +151,9 @@ def build_components(cfg: TrainConfig) -> dict[str, Any]:
         batch_size=cfg.batch_size,
         num_workers=cfg.num_workers,
         seed=cfg.seed,
-        scheduler=scheduler,
-        stage_of_epoch=module.stage_of_epoch,
+        stages=module.stages,
         on_error=cfg.on_error,
     )
-    # A bound method, not a lambda: ddp_spawn pickles the module.
-    module.embed_loader_fn = functools.partial(dm.eval_loader, "train")
     return {
         "module": module,
         "datamodule": dm,

@@ -23,6 +23,7 @@ from pytorch_lightning.callbacks import Callback, Checkpoint
 
 from ..errors import CheckpointError
 from .checkpointing import atomic_torch_save, load_checkpoint_file
+from .loop_state import batches_started as batches_done
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -53,11 +54,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         del weights_only  # always True: loading a checkpoint never runs code from it
         location = map_location if map_location is not None else "cpu"
         return load_checkpoint_file(path, map_location=location)  # type: ignore[no-any-return]
-
-
-def batches_done(trainer: Any) -> int:
-    """Training batches started so far over all epochs (the current one included)."""
-    return int(trainer.fit_loop.epoch_loop.total_batch_idx) + 1
 
 
 class RunCheckpoint(Checkpoint):

@@ -37,8 +37,11 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..api import StageScheduler, View
+from ..api import View
 from ..errors import CheckpointError, DataError
+from .loop_state import batches_started_this_epoch
+from .seeding import sample_seeds, seed_cpu_generators
+from .stage_driver import StageDriver
 
 logger = logging.getLogger(__name__)
 #: Consecutive unreadable records after which skipping gives up (a wrong image root).
@@ -276,21 +279,6 @@ class ResumableShardLoader(DataLoader):
         self.batches.skip_batches = done
 
 
-def seed_cpu_generators(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's CPU global generators.
-
-    The CPU generator only: ``torch.manual_seed`` also seeds CUDA, and with CUDA not
-    initialised that queues a lazy call that formats a stack trace every time (~2 ms).
-    """
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.default_generator.manual_seed(seed)
-
-
 class SeededViews(Dataset[Any]):
     """Training views whose random draws depend only on ``(seed, epoch, index)``.
 
@@ -305,13 +293,10 @@ class SeededViews(Dataset[Any]):
         self._seeds: tuple[int, list[int]] | None = None
 
     def sample_seeds(self) -> list[int]:
-        """This epoch's per-sample seeds (32-bit), drawn once per epoch from
-        ``np.random.SeedSequence([seed, epoch])``."""
-        import numpy as np
-
+        """This epoch's per-sample seeds (:func:`~.seeding.sample_seeds`), drawn once
+        per epoch."""
         if self._seeds is None or self._seeds[0] != self.epoch:
-            seq = np.random.SeedSequence([self.seed, self.epoch, 0x5EED])
-            self._seeds = (self.epoch, seq.generate_state(len(self.views)).tolist())
+            self._seeds = (self.epoch, sample_seeds(self.seed, self.epoch, len(self.views)))
         return self._seeds[1]
 
     def __len__(self) -> int:
@@ -425,8 +410,7 @@ class MultimodalDataModule(pl.LightningDataModule):
         batch_size: int = 128,
         num_workers: int | None = 0,
         seed: int = 0,
-        scheduler: StageScheduler | None = None,
-        stage_of_epoch: Any = None,
+        stages: StageDriver | None = None,
         on_error: str = "raise",
     ) -> None:
         super().__init__()
@@ -440,8 +424,8 @@ class MultimodalDataModule(pl.LightningDataModule):
             num_workers = default_num_workers(train_set)
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.on_error = on_error
-        self.scheduler = scheduler
-        self.stage_of_epoch = stage_of_epoch
+        #: The stages (shared with the module): a scheduler may choose an epoch's batches.
+        self.stages = stages
         self.streaming = bool(getattr(train_set, "streaming", False))
         self.train_views = (
             None
@@ -451,7 +435,7 @@ class MultimodalDataModule(pl.LightningDataModule):
         self.train_eval_views = _eval_views(train_set, view, on_error)
         self.test_eval_views = _eval_views(test_set, view, on_error)
         self._instance_ids = (
-            _instance_ids(train_set) if scheduler is not None and not self.streaming else None
+            _instance_ids(train_set) if stages is not None and not self.streaming else None
         )
 
     def collate(self, samples: list[Any]) -> Any:
@@ -491,11 +475,10 @@ class MultimodalDataModule(pl.LightningDataModule):
     def train_sampler(self, epoch: int) -> Sampler[list[int]]:
         """This rank's batches of ``epoch`` (the stage scheduler's, else shuffled)."""
         world, rank = self._world()
-        if self.scheduler is not None and self.stage_of_epoch is not None:
-            stage = self.stage_of_epoch(epoch)
+        if self.stages is not None:
             assert self._instance_ids is not None
-            batches = self.scheduler.batch_sampler(
-                stage, self._instance_ids, self.batch_size, world, rank, self.seed, epoch
+            batches = self.stages.batches(
+                epoch, self._instance_ids, self.batch_size, world, rank, self.seed
             )
             if batches is not None:
                 return FixedBatches(batches)
@@ -542,7 +525,7 @@ class MultimodalDataModule(pl.LightningDataModule):
     def _batches_taken(self) -> int:
         """Batches of the current epoch the training loop has started."""
         assert self.trainer is not None
-        return int(self.trainer.fit_loop.epoch_loop.batch_progress.current.ready)
+        return batches_started_this_epoch(self.trainer)
 
     def eval_loader(self, which: str = "test", batch_size: int | None = None) -> DataLoader:
         ds = self.test_eval_views if which == "test" else self.train_eval_views

@@ -22,14 +22,17 @@ Resuming anywhere: everything a run's future depends on is in the checkpoint
 snapshots, optimizer and LR-scheduler state, ``current_stage`` and the stage
 scheduler's state) or is a function of ``(seed, epoch, batch)``: the global
 random generators are re-seeded before every training batch
-(:func:`step_seed`), so a run resumed inside an epoch draws exactly the random
-numbers an uninterrupted one does.
+(:func:`~lightly_mm_plugins.training.seeding.step_seed`), so a run resumed
+inside an epoch draws exactly the random numbers an uninterrupted one does.
+
+Lightning does the rest: the default batch transfer (a
+:class:`~lightly_mm_plugins.api.CollatedBatch` has ``.to()``), lightly's
+``CosineWarmupScheduler`` and ``save_hyperparameters``.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,32 +42,16 @@ from torch import Tensor, nn
 
 from ..api import (
     CollatedBatch,
+    DistributedKind,
     EncodedBatch,
     Encoder,
     Objective,
     StageScheduler,
 )
-from ..stages import apply_stage_freeze, end_stage, stage_of_epoch, stage_starts
-from .datamodule import seed_cpu_generators
-
-
-def step_seed(seed: int, epoch: int, batch_idx: int) -> int:
-    """The seed of training batch ``batch_idx`` of ``epoch`` (a 32-bit hash of the three)."""
-    import numpy as np
-
-    return int(np.random.SeedSequence([seed, epoch, batch_idx, 0x5EED]).generate_state(1)[0])
-
-
-def _seed_generators(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's (CPU and CUDA) global generators.
-
-    CUDA's generators are seeded only once CUDA is initialised (a GPU run has
-    moved the model there before its first step): ``torch.manual_seed`` would
-    otherwise queue a lazy CUDA seed and format a stack trace each call.
-    """
-    seed_cpu_generators(seed)
-    if torch.cuda.is_initialized():
-        torch.cuda.manual_seed_all(seed)
+from ..stages import apply_stage_freeze, end_stage
+from .encode import encode_batch, encode_observations, first_observation
+from .seeding import seed_step_generators, step_seed
+from .stage_driver import StageDriver
 
 
 class MultimodalModule(pl.LightningModule):
@@ -75,10 +62,10 @@ class MultimodalModule(pl.LightningModule):
         objective: A built objective.
         scheduler: A built stage scheduler.
         kinds: Modality name -> kind.
-        lr, weight_decay, warmup_epochs: AdamW with linear warm-up then cosine.
-        embed_loader_fn: Callable returning a DataLoader over the training set
-            with the evaluation view (used at stage boundaries).
-        seed: Seed of the per-step random generators (see :func:`step_seed`).
+        lr, weight_decay, warmup_epochs: AdamW with linear warm-up then cosine
+            decay to 0 (lightly's ``CosineWarmupScheduler``, stepped per batch).
+        seed: Seed of the per-step random generators (see
+            :func:`~lightly_mm_plugins.training.seeding.step_seed`).
         diagnostics_every_n_steps: Log the objective's diagnostics
             (``ObjectiveOutput.logs``, the per-stage loss, the auxiliary loss)
             at every this many-th batch of an epoch, as epoch means of those
@@ -96,7 +83,6 @@ class MultimodalModule(pl.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         warmup_epochs: float = 0.5,
-        embed_loader_fn: Any = None,
         seed: int = 0,
         diagnostics_every_n_steps: int = 10,
     ) -> None:
@@ -105,16 +91,16 @@ class MultimodalModule(pl.LightningModule):
             raise ValueError(
                 f"diagnostics_every_n_steps must be >= 1, got {diagnostics_every_n_steps}"
             )
+        # lr, weight_decay, warmup_epochs, seed, kinds, ... -> self.hparams and checkpoints
+        self.save_hyperparameters(ignore=["encoders", "objective", "scheduler"])
         self.seed = seed
         self.diagnostics_every_n_steps = int(diagnostics_every_n_steps)
         self.encoders = nn.ModuleDict(dict(encoders))
         self.objective = objective
         self.scheduler = scheduler
         self.kinds = dict(kinds)
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.warmup_epochs = warmup_epochs
-        self.embed_loader_fn = embed_loader_fn
+        #: Epoch ranges of the stages; shared with the data module (its batches).
+        self.stages = StageDriver(scheduler)
         req = objective.requirements
         self.momentum_encoders: nn.ModuleDict | None = None
         if req.momentum:
@@ -124,8 +110,6 @@ class MultimodalModule(pl.LightningModule):
         self.stage_snapshots = nn.ModuleList()
         self.aux_params = list(objective.auxiliary_parameters())
         self.automatic_optimization = not self.aux_params
-        # Stage boundaries as epoch offsets: stage s covers [start[s], start[s+1]).
-        self.stage_starts = stage_starts(scheduler)
         self.current_stage = 0
         #: Epochs finished (kept in checkpoints; after ``ddp_spawn`` the main
         #: process reads it from the last checkpoint).
@@ -134,26 +118,38 @@ class MultimodalModule(pl.LightningModule):
     # ----------------------------------------------------------------- stages
     @property
     def total_epochs(self) -> int:
-        return self.stage_starts[-1]
+        return self.stages.total_epochs
 
-    def stage_of_epoch(self, epoch: int) -> int:
-        return stage_of_epoch(self.stage_starts, epoch)
+    @property
+    def stage_starts(self) -> list[int]:
+        """Stage ``s`` covers epochs ``[stage_starts[s], stage_starts[s + 1])``."""
+        return self.stages.starts
+
+    def on_fit_start(self) -> None:
+        world = self.trainer.world_size
+        if world > 1 and self.objective.requirements.distributed == DistributedKind.RANK_LOCAL:
+            from pytorch_lightning.utilities import rank_zero_warn
+
+            rank_zero_warn(
+                f"{type(self.objective).__name__} contrasts each device's batch on its own "
+                f"(requirements.distributed = rank_local): on {world} devices its negatives "
+                "come from one device's batch; pass gather_distributed=True in --method-args "
+                "if the method accepts it"
+            )
 
     def on_train_start(self) -> None:
         # Runs on every fit, also one resumed inside an epoch (which skips
         # on_train_epoch_start): requires_grad is not part of a checkpoint.
-        self._apply_freeze(self.stage_of_epoch(self.current_epoch))
+        self._apply_freeze(self.stages.stage_of_epoch(self.current_epoch))
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # Random draws of a training step depend only on (seed, epoch, batch):
-        # identical after a resume from any batch, on every rank.
-        _seed_generators(step_seed(self.seed, self.current_epoch, batch_idx))
+        # identical after a resume from any batch, on every rank. (Views are
+        # seeded per sample in the loader: SeededViews.)
+        seed_step_generators(step_seed(self.seed, self.current_epoch, batch_idx))
 
     def on_train_epoch_start(self) -> None:
-        # Augmentations of epoch e depend only on (seed, e): a resumed run sees
-        # exactly the views an uninterrupted one would.
-        pl.seed_everything(self.seed * 100_003 + self.current_epoch, workers=True, verbose=False)
-        stage = self.stage_of_epoch(self.current_epoch)
+        stage = self.stages.stage_of_epoch(self.current_epoch)
         while self.current_stage < stage:
             self._finish_stage(self.current_stage)
             self.current_stage += 1
@@ -164,7 +160,7 @@ class MultimodalModule(pl.LightningModule):
         # before Lightning builds the next epoch's loader (which may need the new
         # stage's batches); on_train_epoch_start still catches up after a resume.
         nxt = self.current_stage + 1
-        if nxt < len(self.stage_starts) - 1 and self.current_epoch + 1 >= self.stage_starts[nxt]:
+        if nxt < self.stages.num_stages and self.current_epoch + 1 >= self.stage_starts[nxt]:
             self._finish_stage(self.current_stage)
             self.current_stage = nxt
         self.epochs_done = self.current_epoch + 1
@@ -198,58 +194,48 @@ class MultimodalModule(pl.LightningModule):
 
     @torch.no_grad()
     def embed_training_set(self) -> tuple[Tensor, Tensor]:
-        """Features ``(M, D)`` of the training set (eval view) and instance ids ``(M,)``."""
-        if self.embed_loader_fn is None:
-            raise RuntimeError("the module was built without a loader for stage boundaries")
-        return embed_loader(self, self.embed_loader_fn())
+        """Per instance of the training set (eval view, from the Trainer's data module),
+        the concatenated current features of each contrasted modality's first
+        observation ``(M, D)``, and the instance ids ``(M,)``: what a stage scheduler
+        clusters at a stage boundary.
+
+        This runs inside ``trainer.fit``, where Lightning cannot start a predict loop,
+        so it iterates the loader itself (with a progress bar).
+        """
+        from tqdm.auto import tqdm
+
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None:
+            raise RuntimeError("embedding the training set needs trainer.fit(datamodule=...)")
+        was_training = self.training
+        self.eval()
+        feats: list[Tensor] = []
+        ids: list[Tensor] = []
+        loader = datamodule.eval_loader("train")
+        for batch in tqdm(loader, desc="embedding", leave=False, disable=None):
+            batch = batch.to(self.device)
+            per_mod = []
+            for m in self.objective.modalities:
+                feats_m = self.features(first_observation(batch, m), m, final=False)
+                assert feats_m is not None
+                per_mod.append(feats_m)
+            feats.append(torch.cat(per_mod, dim=-1).float().cpu())
+            ids.append(batch.instance_ids.cpu())
+        self.train(was_training)
+        return torch.cat(feats), torch.cat(ids)
 
     # ---------------------------------------------------------------- encoding
     def encode(self, batch: CollatedBatch) -> EncodedBatch:
-        """Encode every observation of every modality into an :class:`EncodedBatch`."""
-        req = self.objective.requirements
-        embeddings: dict[str, Tensor] = {}
-        local: dict[str, Tensor] = {}
-        local_masks: dict[str, Tensor] = {}
-        momentum: dict[str, Tensor] = {}
-        momentum_local: dict[str, Tensor] = {}
-        for m in self.objective.modalities:
-            if m not in batch.observations:
-                raise ValueError(
-                    f"modality {m!r} missing from the batch (has {sorted(batch.observations)})"
-                )
-            obs, mask = batch.observations[m], batch.masks[m]
-            emb, loc, lmask = encode_observations(self.encoders[m], obs, mask, req.local_features)
-            embeddings[m] = emb
-            if loc is not None and lmask is not None:
-                local[m], local_masks[m] = loc, lmask
-            if self.momentum_encoders is not None:
-                with torch.no_grad():
-                    mout = encode_observations(
-                        self.momentum_encoders[m], obs, mask, req.local_features
-                    )
-                momentum[m] = mout[0]
-                if mout[1] is not None:
-                    momentum_local[m] = mout[1]
+        """Encode every observation of every modality into an :class:`EncodedBatch`
+        (:func:`~lightly_mm_plugins.training.encode.encode_batch`)."""
         pseudo = self.scheduler.pseudo_labels(self.current_stage, batch.instance_ids.cpu())
-        return EncodedBatch(
-            embeddings=embeddings,
-            masks={m: batch.masks[m] for m in embeddings},
-            instance_ids=batch.instance_ids,
-            labels=batch.labels,
-            momentum=momentum or None,
-            local=local or None,
-            local_masks=local_masks or None,
-            momentum_local=momentum_local or None,
-            pseudo_labels=None if pseudo is None else pseudo.to(self.device),
-            extras=dict(batch.extras),
+        return encode_batch(
+            batch,
+            self.objective,
+            self.encoders,
+            self.momentum_encoders,
+            None if pseudo is None else pseudo.to(self.device),
         )
-
-    def transfer_batch_to_device(
-        self, batch: Any, device: torch.device, dataloader_idx: int
-    ) -> Any:
-        if isinstance(batch, CollatedBatch):
-            return _to_device(batch, device)
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     # ---------------------------------------------------------------- training
     def training_step(self, batch: CollatedBatch, batch_idx: int) -> Tensor | None:
@@ -321,23 +307,34 @@ class MultimodalModule(pl.LightningModule):
             for p in list(self.encoders.parameters()) + list(self.objective.parameters())
             if id(p) not in aux_ids
         ]
-        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        total = self._total_steps()
-        steps_per_epoch = max(1, total // max(1, self.total_epochs))
-        warmup = int(self.warmup_epochs * steps_per_epoch)
+        from lightly.utils.scheduler import CosineWarmupScheduler
 
-        def lr_lambda(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / max(1, warmup)
-            progress = (step - warmup) / max(1, total - warmup)
-            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+        opt = torch.optim.AdamW(
+            params, lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"]
+        )
+        sched = CosineWarmupScheduler(opt, **self.lr_schedule(self._total_steps()))
         main = {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
         if self.automatic_optimization:
             return main
         aux_opt = torch.optim.Adam(self.aux_params, lr=self.objective.auxiliary_lr)
         return [opt, aux_opt], [{"scheduler": sched, "interval": "step"}]
+
+    def lr_schedule(self, total: int) -> dict[str, Any]:
+        """Arguments of lightly's ``CosineWarmupScheduler`` for ``total`` steps: the factor
+        of the learning rate is ``(t + 1) / W`` for steps ``t < W`` (warm-up), then
+        ``(1 + cos(pi * (t - W) / (total - W))) / 2`` down to 0 at ``total``.
+
+        ``W = int(warmup_epochs * steps_per_epoch)``. Lightly's cosine runs over
+        ``max_epochs - W - 1`` steps, so ``max_epochs`` is ``total + 1`` (and at
+        least ``W + 1``: a warm-up longer than the run stays linear).
+        """
+        steps_per_epoch = max(1, total // max(1, self.total_epochs))
+        warmup = int(self.hparams["warmup_epochs"] * steps_per_epoch)
+        return {
+            "warmup_epochs": warmup,
+            "max_epochs": max(total, warmup) + 1,
+            "end_value": 0.0,
+        }
 
     def _total_steps(self) -> int:
         """Length of the LR schedule: epoch 0's batches times the number of epochs.
@@ -429,88 +426,28 @@ class MultimodalModule(pl.LightningModule):
             return parts[0]
         return self.scheduler.combine(parts)
 
+    def predict_step(self, batch: CollatedBatch, batch_idx: int, dataloader_idx: int = 0) -> Any:
+        """Evaluation features of one batch, for ``trainer.predict``
+        (:func:`~lightly_mm_plugins.training.features.collect_features` concatenates them).
+
+        Per contrasted modality: the final features of every valid observation, their
+        embedding in the objective's joint space (missing when it has none) and their
+        instance ids; the batch's instance ids, labels and extra label sets, on the CPU.
+        """
+        out: dict[str, Any] = {"features": {}, "joint": {}, "ids": {}}
+        for m in self.objective.modalities:
+            feats = self.features(batch, m, final=True)
+            assert feats is not None
+            out["features"][m] = feats.float().cpu()
+            joint = self.features(batch, m, final=True, joint=True)
+            if joint is not None:
+                out["joint"][m] = joint.float().cpu()
+            out["ids"][m] = batch.instance_ids.repeat_interleave(batch.masks[m].sum(1)).cpu()
+        out["instance_ids"] = batch.instance_ids.cpu()
+        out["labels"] = None if batch.labels is None else batch.labels.cpu()
+        out["extra_labels"] = {k: v.cpu() for k, v in batch.extras.get("labels", {}).items()}
+        return out
+
 
 def _class_path(obj: object) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
-
-
-def encode_observations(
-    encoder: nn.Module, obs: Any, mask: Tensor, want_local: bool
-) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """Encode the valid observations ``(N, V, ...)`` into ``(N, V, D)`` (zeros at padding)."""
-    n, v = mask.shape
-    flat_mask = mask.reshape(-1)
-    flat: Any
-    if isinstance(obs, Tensor):
-        flat = obs.reshape(n * v, *obs.shape[2:])[flat_mask]
-    else:
-        strings = [s for row in obs for s in row]
-        flat = [s for s, keep in zip(strings, flat_mask.tolist()) if keep]
-    loc: Tensor | None
-    lmask: Tensor | None
-    if want_local:
-        g, loc, lmask = encoder.forward_local(flat)  # type: ignore[operator]
-    else:
-        g, loc, lmask = encoder(flat), None, None
-    out = g.new_zeros(n * v, g.shape[-1])
-    out[flat_mask] = g
-    emb = out.reshape(n, v, -1)
-    if loc is None or lmask is None:
-        return emb, None, None
-    full_loc = loc.new_zeros(n * v, *loc.shape[1:])
-    full_loc[flat_mask] = loc
-    full_lmask = lmask.new_zeros(n * v, lmask.shape[1])
-    full_lmask[flat_mask] = lmask
-    return emb, full_loc.reshape(n, v, *loc.shape[1:]), full_lmask.reshape(n, v, -1)
-
-
-@torch.no_grad()
-def embed_loader(module: MultimodalModule, loader: Any) -> tuple[Tensor, Tensor]:
-    """Per instance, the concatenated current features of each contrasted modality's
-    first observation, with the instance ids (what a stage scheduler clusters).
-
-    Per-modality features of every observation, for evaluation, come from
-    :func:`lightly_mm_plugins.training.run.collect_features`.
-    """
-    from tqdm.auto import tqdm
-
-    was_training = module.training
-    module.eval()
-    feats: list[Tensor] = []
-    ids: list[Tensor] = []
-    for batch in tqdm(loader, desc="embedding", leave=False, disable=None):
-        batch = _to_device(batch, module.device)
-        per_mod = []
-        for m in module.objective.modalities:
-            feats_m = module.features(_first_observation(batch, m), m, final=False)
-            assert feats_m is not None
-            per_mod.append(feats_m)
-        feats.append(torch.cat(per_mod, dim=-1).float().cpu())
-        ids.append(batch.instance_ids.cpu())
-    module.train(was_training)
-    return torch.cat(feats), torch.cat(ids)
-
-
-def _first_observation(batch: CollatedBatch, modality: str) -> CollatedBatch:
-    obs = batch.observations[modality]
-    first = obs[:, :1] if isinstance(obs, Tensor) else [row[:1] for row in obs]
-    return CollatedBatch(
-        observations={modality: first},
-        masks={modality: batch.masks[modality][:, :1]},
-        kinds=batch.kinds,
-        instance_ids=batch.instance_ids,
-        labels=batch.labels,
-    )
-
-
-def _to_device(batch: CollatedBatch, device: torch.device) -> CollatedBatch:
-    return CollatedBatch(
-        observations={
-            k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.observations.items()
-        },
-        masks={k: v.to(device) for k, v in batch.masks.items()},
-        kinds=batch.kinds,
-        instance_ids=batch.instance_ids.to(device),
-        labels=None if batch.labels is None else batch.labels.to(device),
-        extras=batch.extras,
-    )

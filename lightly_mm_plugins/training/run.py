@@ -37,46 +37,6 @@ from .validation import validate_config
 __all__ = ["TrainConfig", "build_components", "data_file_options", "evaluate", "train"]
 
 
-@torch.no_grad()
-def collect_features(module: Any, loader: Any) -> dict[str, Any]:
-    """Per modality: features of every valid observation, their instance ids; labels."""
-    from .module import _to_device
-
-    was_training = module.training
-    module.eval()
-    feats: dict[str, list[Tensor]] = {m: [] for m in module.objective.modalities}
-    joint: dict[str, list[Tensor]] = {m: [] for m in module.objective.modalities}
-    ids: dict[str, list[Tensor]] = {m: [] for m in module.objective.modalities}
-    labels: dict[int, int] = {}
-    extra_labels: dict[str, dict[int, int]] = {}
-    for batch in loader:
-        batch = _to_device(batch, module.device)
-        for m in module.objective.modalities:
-            mask = batch.masks[m]
-            f = module.features(batch, m, final=True)
-            assert f is not None
-            feats[m].append(f.float().cpu())
-            j = module.features(batch, m, final=True, joint=True)
-            if j is not None:
-                joint[m].append(j.float().cpu())
-            ids[m].append(batch.instance_ids.repeat_interleave(mask.sum(1)).cpu())
-        if batch.labels is not None:
-            for i, y in zip(batch.instance_ids.tolist(), batch.labels.tolist()):
-                labels[i] = y
-        for name, values in batch.extras.get("labels", {}).items():
-            table = extra_labels.setdefault(name, {})
-            for i, y in zip(batch.instance_ids.tolist(), values.tolist()):
-                table[i] = y
-    module.train(was_training)
-    return {
-        "features": {m: torch.cat(v) for m, v in feats.items()},
-        "joint": {m: torch.cat(v) for m, v in joint.items() if v},
-        "ids": {m: torch.cat(v) for m, v in ids.items()},
-        "labels": labels,
-        "extra_labels": extra_labels,
-    }
-
-
 def _per_instance(feats: Tensor, ids: Tensor) -> tuple[Tensor, Tensor]:
     """Mean feature of each instance's observations, and the sorted unique ids."""
     uniq, inverse = torch.unique(ids, return_inverse=True)
@@ -96,6 +56,7 @@ def evaluate(
     under its own keys too, and ``aliases`` (if given) gets ``alias -> key``.
     """
     from ..evaluation import knn_accuracy, linear_probe, retrieval_recall
+    from .features import collect_features
 
     train = collect_features(module, dm.eval_loader("train"))
     test = collect_features(module, dm.eval_loader("test"))

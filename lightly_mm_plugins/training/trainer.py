@@ -138,9 +138,6 @@ LIGHTNING_NOISE = (
     # The frozen text encoder (its weights never change) and the finished stages'
     # snapshots are in eval mode on purpose: dropout stays off in what is frozen.
     (UserWarning, r"Found \d+ module\(s\) in eval mode at the start of training"),
-    # MultimodalModule overrides transfer_batch_to_device; the notice says Lightning
-    # uses the module's, as intended. Inert once the override goes (issue #19).
-    (UserWarning, r"You have overridden `transfer_batch_to_device` in `LightningModule`"),
 )
 
 
