@@ -106,6 +106,6 @@ def check_open_clip(model: str) -> None:
 
 def check_hf(model: str) -> None:
     """Registered as the ``check`` of ``hf``: a local model folder."""
-    from .text import _resolve_model
+    from .text import resolve_model
 
-    _resolve_model(model)
+    resolve_model(model)

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from ..api import Encoder
-from .text import _check_texts
+from .text import check_texts
 from .weights import load_weights
 
 __all__ = ["OpenCLIPImageEncoder", "OpenCLIPTextEncoder", "import_open_clip"]
@@ -187,7 +187,7 @@ class OpenCLIPTextEncoder(Encoder):
         return self
 
     def _tokens(self, texts: Any) -> Tensor:
-        ids = self.tokenizer(_check_texts(texts))
+        ids = self.tokenizer(check_texts(texts))
         return ids.to(next(self.tower.parameters()).device)  # type: ignore[no-any-return]
 
     def forward(self, texts: list[str]) -> Tensor:

