@@ -204,3 +204,26 @@ def test_the_stage_driver_maps_epochs_to_stages_and_asks_for_batches() -> None:
     assert [stages.stage_of_epoch(e) for e in range(6)] == [0, 0, 1, 1, 1, 1]
     assert stages.batches(1, torch.arange(4), 2, 1, 0, seed=9) is None
     assert stages.batches(3, torch.arange(4), 2, 1, 0, seed=9) == [[1, 3, 9]]
+
+
+def test_rank_local_objective_on_several_devices_warns_once_at_fit_start() -> None:
+    import dataclasses
+    import types
+    import warnings
+
+    from lightly_mm_plugins.api import DistributedKind
+
+    module = _module(0.5, 1)
+    module._trainer = types.SimpleNamespace(world_size=2)  # what on_fit_start reads
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        module.on_fit_start()  # CLIP gathers negatives across devices: nothing to say
+    module.objective.requirements = dataclasses.replace(
+        module.objective.requirements, distributed=DistributedKind.RANK_LOCAL
+    )
+    with pytest.warns(UserWarning, match="negatives come from one device's batch"):
+        module.on_fit_start()
+    module._trainer = types.SimpleNamespace(world_size=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        module.on_fit_start()
