@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..api import View
 from ..errors import CheckpointError, DataError
 from .loop_state import batches_started_this_epoch
-from .seeding import sample_seeds, seed_cpu_generators
+from .seeding import epoch_seed, sample_seeds, seed_cpu_generators
 from .stage_driver import StageDriver
 
 logger = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class EpochBatchSampler(Sampler[list[int]]):
 
     def _batches(self) -> list[list[int]]:
         if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
             order = torch.randperm(self.num_samples, generator=g).tolist()
         else:
             order = list(range(self.num_samples))

@@ -10,7 +10,9 @@ from one of two seeds derived with :class:`numpy.random.SeedSequence`:
   which the global generators are re-seeded before the step (dropout, random
   masks inside an objective).
 
-Both depend only on ``(seed, epoch, index)``, not on worker count,
+The order of an epoch's instances (which form its batches) comes from a
+generator of its own, seeded with :func:`epoch_seed`. All three depend only on
+``(seed, epoch, index)``, not on worker count,
 prefetching, rank or where an interrupted run resumed, so a resumed run draws
 exactly the random numbers an uninterrupted one does.
 
@@ -36,6 +38,11 @@ def sample_seeds(seed: int, epoch: int, num_samples: int) -> list[int]:
     """The 32-bit seeds of every sample's views in ``epoch``:
     ``SeedSequence([seed, epoch, salt]).generate_state(num_samples)``."""
     return np.random.SeedSequence([seed, epoch, _SALT]).generate_state(num_samples).tolist()
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch``'s shuffle (its own ``torch.Generator``)."""
+    return seed * 100_003 + epoch
 
 
 def step_seed(seed: int, epoch: int, batch_idx: int) -> int:
