@@ -26,25 +26,38 @@ from typing import Any
 import torch
 
 
-def collect_features(module: Any, loader: Any, progress: bool = True) -> dict[str, Any]:
+def collect_features(module: Any, loader: Any, progress: bool | None = None) -> dict[str, Any]:
     """Per modality: features of every valid observation and their instance ids; labels.
 
     One device (the accelerator Lightning picks), 32-bit precision; the module's
-    train/eval mode is restored afterwards.
+    train/eval mode is restored afterwards. ``progress``: show Lightning's progress
+    bar (default: when stderr is a terminal). Lightning's device summary is not
+    printed again for this loop.
     """
+    import logging
+    import sys
+
     import pytorch_lightning as pl
 
-    trainer = pl.Trainer(
-        accelerator="auto",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-    )
-    was_training = module.training
-    outputs = trainer.predict(module, dataloaders=loader)
-    module.train(was_training)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    info = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    level = info.level
+    info.setLevel(logging.WARNING)
+    try:
+        trainer = pl.Trainer(
+            accelerator="auto",
+            devices=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+        )
+        was_training = module.training
+        outputs = trainer.predict(module, dataloaders=loader)
+        module.train(was_training)
+    finally:
+        info.setLevel(level)
     return merge_batches(outputs or [])
 
 
