@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from .stages import SingleStageScheduler, StageContext, StagePlan, StageScheduler
-from .validation import validate_batch
+from .validation import joint_embedding_problem, validate_batch
 
 __all__ = [
     "DistributedKind",
@@ -258,44 +258,6 @@ class Requirements:
         if isinstance(self.min_views, Mapping):
             return int(self.min_views.get(modality, 1))
         return int(self.min_views)
-
-
-def joint_embedding_problem(objective: Objective) -> str | None:
-    """Why the pipeline cannot find ``objective``'s joint embedding, or None if it can.
-
-    With :attr:`Objective.joint_space` True, :meth:`Objective.joint_embedding`
-    must map ``(2, D_m)`` embeddings of every contrasted modality to ``(2, P)``
-    with the same ``P`` for all of them. Costs one tiny forward per modality.
-    """
-    if not objective.joint_space:
-        return None
-    name = type(objective).__name__
-    sizes: dict[str, int] = {}
-    param = next(objective.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    was_training = objective.training
-    objective.eval()
-    try:
-        with torch.no_grad():
-            for m in objective.modalities:
-                x = torch.zeros(2, objective.embedding_dims[m], device=device, dtype=dtype)
-                try:
-                    out = objective.joint_embedding(m, x)
-                except NotImplementedError as exc:
-                    return str(exc)
-                if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != 2:
-                    got = tuple(out.shape) if isinstance(out, Tensor) else repr(out)
-                    return (
-                        f"{name}.joint_embedding({m!r}, (2, D)) must return a (2, P) tensor, "
-                        f"got {got}; return None only with joint_space = False"
-                    )
-                sizes[m] = int(out.shape[1])
-    finally:
-        objective.train(was_training)
-    if len(set(sizes.values())) > 1:
-        return f"{name}.joint_embedding gives different sizes per modality: {sizes}"
-    return None
 
 
 @dataclass

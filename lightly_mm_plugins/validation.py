@@ -1,10 +1,12 @@
-"""Checks of an :class:`~lightly_mm_plugins.api.EncodedBatch` against an objective.
+"""Checks of an objective and of an :class:`~lightly_mm_plugins.api.EncodedBatch` against it.
 
 :func:`validate_batch` is what ``Objective.validate_batch`` runs: it compares a
 batch with the objective's declared modalities, embedding sizes and
 :class:`~lightly_mm_plugins.api.Requirements`, and raises a ``ValueError``
 naming the field, the shapes and the fix (instead of a shape error deep inside
-a loss).
+a loss). :func:`joint_embedding_problem` says, before training, why the
+objective's joint embedding (for retrieval) cannot be found. Both are
+re-exported by :mod:`lightly_mm_plugins.api`.
 
 Example:
     >>> import torch
@@ -138,3 +140,41 @@ def validate_batch(objective: Objective, batch: EncodedBatch) -> None:
                     f"(rows {empty}); each instance needs at least one real observation of "
                     "every modality. Check the collation and the data set."
                 )
+
+
+def joint_embedding_problem(objective: Objective) -> str | None:
+    """Why the pipeline cannot find ``objective``'s joint embedding, or None if it can.
+
+    With :attr:`Objective.joint_space` True, :meth:`Objective.joint_embedding`
+    must map ``(2, D_m)`` embeddings of every contrasted modality to ``(2, P)``
+    with the same ``P`` for all of them. Costs one tiny forward per modality.
+    """
+    if not objective.joint_space:
+        return None
+    name = type(objective).__name__
+    sizes: dict[str, int] = {}
+    param = next(objective.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    was_training = objective.training
+    objective.eval()
+    try:
+        with torch.no_grad():
+            for m in objective.modalities:
+                x = torch.zeros(2, objective.embedding_dims[m], device=device, dtype=dtype)
+                try:
+                    out = objective.joint_embedding(m, x)
+                except NotImplementedError as exc:
+                    return str(exc)
+                if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != 2:
+                    got = tuple(out.shape) if isinstance(out, Tensor) else repr(out)
+                    return (
+                        f"{name}.joint_embedding({m!r}, (2, D)) must return a (2, P) tensor, "
+                        f"got {got}; return None only with joint_space = False"
+                    )
+                sizes[m] = int(out.shape[1])
+    finally:
+        objective.train(was_training)
+    if len(set(sizes.values())) > 1:
+        return f"{name}.joint_embedding gives different sizes per modality: {sizes}"
+    return None
