@@ -215,11 +215,11 @@ def test_100k_records_load_and_set_up_without_opening_any_image(tmp_path, monkey
 
 @pytest.fixture
 def bad_folder(tmp_path) -> Path:
-    """10 records; record 3 (line 4) names a missing file, 5 a truncated JPEG, 7 a text file."""
+    """20 records; record 3 (line 4) names a missing file, 5 a truncated JPEG, 7 a text file."""
     names = []
-    for i in range(10):
+    for i in range(20):
         names.append(f"{i}.jpg")
-        make_image(tmp_path / "images" / f"{i}.jpg", 20 * i)
+        make_image(tmp_path / "images" / f"{i}.jpg", 12 * i)
     (tmp_path / "images" / "3.jpg").unlink()
     good = (tmp_path / "images" / "4.jpg").read_bytes()
     big = tmp_path / "images" / "big.jpg"
@@ -259,9 +259,11 @@ def test_skip_fills_batches_with_the_next_records_and_reports_file_line(bad_fold
             assert not {3, 5, 7} & set(b.instance_ids.tolist())
             report.on_train_batch_start(None, None, b, 0)
             assert "skipped_records" not in b.extras  # taken off before the model
-    # Rank 0: [0..3] -> 3 replaced by 4; rank 1: [4..7] -> 5 and 7 replaced by 8, 9.
-    assert per_rank[0][0].instance_ids.tolist() == [0, 1, 2, 4]
-    assert per_rank[1][0].instance_ids.tolist() == [4, 8, 6, 9]
+    # Global batch 0 is [0..7], batch 1 [8..15]: rank 0 has [0..3] and fills 3 from its
+    # share of batch 1 ([8..11]); rank 1 has [4..7] and fills 5, 7 from [12..15]: no
+    # instance twice in the global batch.
+    assert per_rank[0][0].instance_ids.tolist() == [0, 1, 2, 8]
+    assert per_rank[1][0].instance_ids.tolist() == [4, 12, 6, 13]
     text = report.summary()
     assert f"{bad_folder}:4: missing image" in text
     assert f"{bad_folder}:6: unreadable image" in text
@@ -286,7 +288,7 @@ def test_eval_loader_leaves_bad_records_out(bad_folder):
         ds, ds, ModalityView(KINDS, image_size=8), batch_size=4, on_error="skip"
     )
     ids = [i for b in dm.eval_loader("test", batch_size=4) for i in b.instance_ids.tolist()]
-    assert ids == [0, 1, 2, 4, 6, 8, 9]
+    assert ids == [i for i in range(20) if i not in (3, 5, 7)]
 
 
 def test_skipping_gives_up_when_nothing_is_readable(tmp_path):

@@ -16,7 +16,8 @@ batches: index lists only, no data is loaded for them.
 Bad records (a missing, truncated or non-image file, found when a worker reads
 it): with ``on_error="raise"`` the first one stops training with its
 ``file:line``; with ``on_error="skip"`` it is left out and its batch filled
-with the next readable records (index ``i+1, i+2, ...`` not already in the
+with the next readable records (this rank's share of the next batches, so no
+two ranks take the same one; else index ``i+1, i+2, ...`` not already in the
 batch), so every rank still gets full, equally sized batches whatever the
 worker count; each skip travels with its batch
 (``batch.extras["skipped_records"]``) to :class:`SkippedRecordsReport`, which
@@ -74,16 +75,43 @@ class SampleBatch(list):  # type: ignore[type-arg]
         self.skipped = list(skipped)
 
 
+class RankBatch(list):  # type: ignore[type-arg]
+    """This rank's indices of one batch, and ``spare``: its share of the next global
+    batches, from which bad records are replaced (disjoint from every rank's batch)."""
+
+    def __init__(self, indices: Sequence[int] = (), spare: Sequence[int] = ()) -> None:
+        super().__init__(indices)
+        self.spare = list(spare)
+
+
 def read_skipping(
-    read: Callable[[int], Any], indices: Sequence[int], n: int, on_error: str, fill: bool
+    read: Callable[[int], Any],
+    indices: Sequence[int],
+    n: int,
+    on_error: str,
+    fill: bool,
+    spare: Sequence[int] = (),
 ) -> SampleBatch:
     """``read(i)`` for every index; a :class:`~lightly_mm_plugins.data.BadRecordError`
     is raised (``on_error="raise"``) or skipped and, with ``fill``, replaced by the next
-    readable index (``i+1, i+2, ...`` mod ``n``) not already in the batch."""
+    readable index not already in the batch: first from ``spare`` (this rank's share of
+    the following batches, so no two ranks pick the same one), then ``i+1, i+2, ...``."""
     from ..data import BadRecordError
 
     out = SampleBatch()
     taken = set(int(i) for i in indices)
+    spares = iter(int(i) for i in spare)
+
+    def replacement(j: int) -> int:
+        for k in spares:
+            if k not in taken:
+                return k
+        for _ in range(n):
+            j = (j + 1) % n
+            if j not in taken:
+                break
+        return j
+
     for index in indices:
         j, bad = int(index), 0
         while True:
@@ -102,10 +130,7 @@ def read_skipping(
                         f"{bad} unreadable records in a row (last: {exc}); the images are "
                         "probably not where the records say: check --image-root"
                     ) from exc
-                for _ in range(n):
-                    j = (j + 1) % n
-                    if j not in taken:
-                        break
+                j = replacement(j)
                 taken.add(j)
     return out
 
@@ -146,10 +171,14 @@ class EpochBatchSampler(Sampler[list[int]]):
         else:
             order = list(range(self.num_samples))
         gbs = self.batch_size * self.world_size
-        out = []
-        for start in range(0, self.num_samples - gbs + 1, gbs):
-            lo = start + self.rank * self.batch_size
-            out.append(order[lo : lo + self.batch_size])
+        starts = list(range(0, self.num_samples - gbs + 1, gbs))
+        lo = self.rank * self.batch_size
+        out: list[list[int]] = []
+        for b, start in enumerate(starts):
+            # spare: this rank's slices of the next two global batches (bad-record fill)
+            nxt = [starts[(b + k) % len(starts)] + lo for k in (1, 2)]
+            spare = [i for s in nxt for i in order[s : s + self.batch_size]]
+            out.append(RankBatch(order[start + lo : start + lo + self.batch_size], spare))
         return out
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -325,7 +354,8 @@ class SeededViews(Dataset[Any]):
         py_state, np_state = random.getstate(), np.random.get_state()
         with torch.random.fork_rng(devices=[]):
             try:
-                return read_skipping(read, indices, len(self.views), self.on_error, fill=True)
+                spare = getattr(indices, "spare", ())
+                return read_skipping(read, indices, len(self.views), self.on_error, True, spare)
             finally:
                 random.setstate(py_state)
                 np.random.set_state(np_state)
