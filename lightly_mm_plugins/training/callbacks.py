@@ -99,6 +99,27 @@ class RunConfigInCheckpoint(Callback):
         checkpoint[self.key] = dict(self.config)
 
 
+class RescheduleAfterResume(Callback):
+    """Fit the LR schedule to the run's length after a resume that changed ``--epochs``.
+
+    A resumed scheduler gets its state (``max_epochs`` included) from the
+    checkpoint, so with ``--allow-changed epochs`` it would keep the old
+    length and run past its end. At train start (after the restore) every
+    scheduler that the module's ``lr_schedule(total)`` describes gets the new
+    length: the cosine is stretched from the current step on.
+    """
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        schedule = getattr(pl_module, "lr_schedule", None)
+        total = getattr(pl_module, "_total_steps", None)
+        if schedule is None or total is None:
+            return
+        for config in trainer.lr_scheduler_configs:
+            for key, value in schedule(total()).items():
+                if hasattr(config.scheduler, key):
+                    setattr(config.scheduler, key, value)
+
+
 class StopAfterEpochs(Callback):
     """Stop training (after the epoch-end checkpoint) once ``epochs`` epochs are done."""
 

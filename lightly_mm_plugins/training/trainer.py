@@ -79,6 +79,7 @@ def make_trainer(
         AtomicCheckpointIO,
         BatchTrace,
         CrashAfterSteps,
+        RescheduleAfterResume,
         RunCheckpoint,
         RunConfigInCheckpoint,
         StopAfterEpochs,
@@ -91,6 +92,8 @@ def make_trainer(
         RunCheckpoint(last, every_n_steps=cfg.checkpoint_every_n_steps),
         SkippedRecordsReport(),  # records --on-error skip left out (metrics.json)
     ]
+    if cfg.resume and "epochs" in {a.lstrip("-").replace("-", "_") for a in cfg.allow_changed}:
+        callbacks.append(RescheduleAfterResume())
     if cfg.stop_after_epochs is not None:
         callbacks.append(StopAfterEpochs(cfg.stop_after_epochs))
     if cfg.stop_after_steps is not None:
