@@ -198,10 +198,11 @@ def test_100k_records_load_and_set_up_without_opening_any_image(tmp_path, monkey
             f.write(f'{{"image": "x/{i}.png", "captions": ["c{i}"], "label": {i % 3}}}\n')
     train = load_dataset(str(path2), split="train")
 
-    class Sched:
-        pass
+    from lightly_mm_plugins.api import SingleStageScheduler
+    from lightly_mm_plugins.training.stage_driver import StageDriver
 
-    dm = MultimodalDataModule(train, train, ModalityView(KINDS), scheduler=Sched())  # type: ignore[arg-type]
+    stages = StageDriver(SingleStageScheduler(epochs=1))
+    dm = MultimodalDataModule(train, train, ModalityView(KINDS), stages=stages)
     assert dm._instance_ids is not None and len(dm._instance_ids) == 70_000
     assert train.labels is not None and train.samples.fold_counts.sum() == 70_000
     assert opened == []
