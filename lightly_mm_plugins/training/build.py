@@ -123,6 +123,16 @@ def build_components(cfg: TrainConfig) -> dict[str, Any]:
     scheduler = host.registry("stage_schedulers").create(
         sched_name, epochs=epochs, **cfg.scheduler_args
     )
+    own_sched = obj_entry.metadata.get("scheduler")
+    if own_sched and sched_name != own_sched and scheduler.num_stages() < 2:
+        # An objective registered with its own multi-stage scheduler (MCL) is, in one
+        # stage, exactly its per-stage objective: say so instead of training that silently.
+        raise LightlyMMError(
+            f"objective {cfg.method!r} is trained by its stage scheduler {own_sched!r}; with "
+            f"--scheduler {sched_name} ({scheduler.num_stages()} stage) it would be a plain "
+            f"single-stage run of the objective it wraps. Drop --scheduler, or train that "
+            "objective by its own name"
+        )
     if shards and scheduler.num_stages() > 1:
         raise LightlyMMError(
             f"stage scheduler {sched_name!r} draws its own batches from all instances, which "

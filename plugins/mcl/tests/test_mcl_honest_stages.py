@@ -55,3 +55,18 @@ def test_the_host_says_how_many_epochs_the_stages_add_up_to(capsys):
     )
     _announce_schedule(TrainConfig(quiet=True), module, parts)
     assert capsys.readouterr().out == ""
+
+
+def test_mcl_with_a_single_stage_scheduler_is_refused_not_run_as_its_inner_objective(tmp_path):
+    # Issue #17 "no silent fallback": one stage of MCL is exactly plain CLIP.
+    import pytest
+
+    from lightly_mm_plugins.errors import LightlyMMError
+    from lightly_mm_plugins.training.build import build_components
+    from lightly_mm_plugins.training.config import TrainConfig
+
+    cfg = TrainConfig(
+        method="mcl", scheduler="single", data="synthetic", epochs=1, out=str(tmp_path / "r")
+    )
+    with pytest.raises(LightlyMMError, match=r"stage scheduler 'mcl'.*--scheduler single"):
+        build_components(cfg)
