@@ -197,7 +197,7 @@ def build_parser() -> Any:
         add(sub)
         commands.add_subcommand(name, sub, help=text)
 
-    from .data.commands import add_to_shards_arguments
+    from .cli_data import add_to_shards_arguments
 
     data = _Parser(prog="lightly-mm data")
     commands.add_subcommand("data", data, help="data set tools (to-shards)")
@@ -292,7 +292,7 @@ def _flag(dest: str) -> str:
 
 
 def _commands() -> dict[str, typing.Callable[[argparse.Namespace], int]]:
-    from .data.commands import to_shards_from_args
+    from .cli_data import to_shards_from_args
     from .training.cli_args import run_compare, run_train
 
     return {

@@ -81,3 +81,25 @@ def test_check_passes_for_installed_plugins():
     proc = run_cli("check", LIGHTLY_MM_LOAD_PLUGINS="lightly-mm-clip")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "check: OK" in proc.stdout
+
+
+def test_parser_and_plugins_command_import_no_torch():
+    """Building the whole ``lightly-mm`` parser (train, compare, data to-shards) and running
+    ``lightly-mm plugins`` stay torch-free: torch is imported only when a command needs it."""
+    code = (
+        "import sys\n"
+        "from lightly_mm_plugins import cli\n"
+        "cli.build_parser()\n"
+        "print('torch' in sys.modules)\n"
+        "rc = cli.main(['plugins'])\n"
+        "print(rc, 'torch' in sys.modules)\n"
+    )
+    env = {**os.environ}
+    env.pop("LIGHTLY_MM_STRICT_PLUGINS", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0] == "False", "building the parser imported torch"
+    assert lines[-1] == "0 False", "lightly-mm plugins imported torch"
