@@ -11,7 +11,7 @@ A record whose image is missing, truncated or not an image is found when it is
 read and raises a :class:`BadRecordError` naming ``file:line`` and every place
 the image was looked for; the training loader either stops with it
 (``on_error="raise"``) or skips and counts it (``on_error="skip"``, see
-:mod:`lightly_mm_plugins.training.datamodule`).
+:mod:`lightly_mm_plugins.training.batches`).
 
 Example:
     >>> table = SampleTable(

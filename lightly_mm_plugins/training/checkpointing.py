@@ -20,7 +20,7 @@ Three pieces, used by :func:`lightly_mm_plugins.training.train`:
   ``last.ckpt`` at every epoch end and every ``every_n_steps`` training
   batches inside an epoch; together with the
   resumable training loader (see
-  :class:`~lightly_mm_plugins.training.datamodule.ResumableDataLoader`) a run
+  :class:`~lightly_mm_plugins.training.resumable.ResumableDataLoader`) a run
   killed anywhere continues to the same weights as an uninterrupted one.
 
 Example:

@@ -288,7 +288,7 @@ def _train_in(cfg: TrainConfig, folder: RunFolder, t0: float) -> dict[str, Any]:
     if stopped or not trainer.is_global_zero:
         return {**results, **stopped}
 
-    from .datamodule import SkippedRecordsReport
+    from .batches import SkippedRecordsReport
 
     for callback in trainer.callbacks:
         if isinstance(callback, SkippedRecordsReport) and callback.skipped:

@@ -75,6 +75,7 @@ def make_trainer(
     import pytorch_lightning as pl
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
+    from .batches import SkippedRecordsReport
     from .callbacks import (
         AtomicCheckpointIO,
         BatchTrace,
@@ -84,7 +85,6 @@ def make_trainer(
         RunConfigInCheckpoint,
         StopAfterEpochs,
     )
-    from .datamodule import SkippedRecordsReport
 
     last = out / "checkpoints" / "last.ckpt"
     callbacks: list[Any] = [
