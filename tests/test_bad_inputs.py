@@ -404,7 +404,7 @@ MULTIFOLD_ROWS = [
 # --------------------------------------------------------------------------
 
 LOSS_GAP = (
-    "lightly_mm_plugins/losses.py and the plugin loss files are being changed for speed "
+    "lightly_mm_plugins/losses/ and the plugin loss files are being changed for speed "
     "elsewhere; the fix (a shape check at entry, no sync) is in the issue #9 report"
 )
 

@@ -1,19 +1,15 @@
-"""Shared building blocks for contrastive objectives.
+"""Streaming log-sum-exp of a similarity matrix ``q @ k.T`` (:func:`matmul_logsumexp`).
 
-These are the pieces several plugins need in exactly the same form: gathering
-embeddings across ranks with gradient, the "same pseudo-label" negative mask
-of MCL, the cross-modal InfoNCE of CLIP, and the streaming log-sum-exp of a
-similarity matrix (:func:`matmul_logsumexp`) that lets a contrastive loss run
-with memory linear in the batch size. Plugins import them instead of
-re-implementing them, so a fix lands everywhere at once.
+The denominator of every InfoNCE-type loss, computed in row blocks with an online
+log-sum-exp (Milakov & Gimelshein 2018) and a backward that recomputes each block,
+so that a contrastive loss runs with memory linear in the batch size.
 
 Example:
     >>> import torch
-    >>> from lightly_mm_plugins.losses import cross_modal_info_nce
-    >>> a, b = torch.randn(4, 8), torch.randn(4, 8)
-    >>> loss = cross_modal_info_nce(a, b, temperature=0.07)
-    >>> loss.shape
-    torch.Size([])
+    >>> from lightly_mm_plugins.losses.streaming_lse import matmul_logsumexp
+    >>> q, k = torch.randn(5, 3), torch.randn(7, 3)
+    >>> matmul_logsumexp(q, k, chunk_size=2).shape
+    torch.Size([5])
 """
 
 from __future__ import annotations
@@ -21,130 +17,11 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = [
-    "check_all",
-    "check_chunk_size",
-    "check_temperature",
-    "cross_modal_info_nce",
-    "gather_cat",
-    "matmul_logsumexp",
-    "rank_offset",
-    "same_group_mask",
-    "world_size",
-]
+from .checks import check_chunk_size, check_labels
 
-
-def check_temperature(temperature: float, name: str = "temperature") -> float:
-    """Return ``temperature`` as float or raise ``ValueError`` if it is not > 0."""
-    value = float(temperature)
-    if not value > 1e-8 or value != value:
-        raise ValueError(f"{name} must be a positive number, got {temperature!r}")
-    return value
-
-
-def check_chunk_size(chunk_size: int | None, name: str = "chunk_size") -> int | None:
-    """Return ``chunk_size`` (``None`` or an int >= 1) or raise ``ValueError``."""
-    if chunk_size is None:
-        return None
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(
-            f"{name} must be None (dense) or an integer >= 1 (rows per block), got {chunk_size!r}"
-        )
-    return chunk_size
-
-
-def check_all(condition: Tensor, message: str) -> None:
-    """Raise ``ValueError(message)`` unless every element of ``condition`` is True.
-
-    Why not just ``if not bool(condition.all())``: on an accelerator that line
-    makes the host wait for the device (a host-device sync) in every training
-    step. So only CPU tensors are checked on the host (free, and a
-    ``ValueError``); on other devices the check is queued on the device with
-    :func:`torch._assert_async` and a failure surfaces as a device-side
-    assertion carrying ``message`` (it invalidates the CUDA context, which is
-    acceptable for inputs that are a programming error anyway).
-
-    Example:
-        >>> import torch
-        >>> check_all(torch.tensor([True, True]), "never raised")
-    """
-    if condition.device.type == "cpu":
-        if not bool(condition.all()):
-            raise ValueError(message)
-        return
-    torch._assert_async(condition.all(), message)
-
-
-def check_gather_distributed(gather_distributed: bool) -> None:
-    """Lightly's guard: gathering needs ``torch.distributed``."""
-    if gather_distributed and not torch.distributed.is_available():
-        raise ValueError(
-            "gather_distributed is True but torch.distributed is not available. "
-            "Please set gather_distributed=False or install a torch version with "
-            "distributed support."
-        )
-
-
-def world_size() -> int:
-    """Number of ranks of the running process group (1 without one).
-
-    The one place that asks ``torch.distributed``: every loss that gathers or
-    normalises by the world size uses it.
-
-    Example:
-        >>> world_size()
-        1
-    """
-    import torch.distributed as tdist
-
-    if tdist.is_available() and tdist.is_initialized():
-        return tdist.get_world_size()
-    return 1
-
-
-def gather_cat(x: Tensor, enabled: bool = True) -> Tensor:
-    """Concatenate ``x`` from all ranks along dim 0, keeping the gradient.
-
-    Uses :func:`lightly.utils.dist.gather` (an all-gather whose backward sums
-    the incoming gradients), so every rank's negatives carry gradient to the
-    rank that produced them. Returns ``x`` unchanged without a process group or
-    when ``enabled`` is False. Every rank must pass the same shape.
-    """
-    if not enabled or world_size() == 1:
-        return x
-    if not x.requires_grad:
-        import torch.distributed as tdist
-
-        parts = [torch.empty_like(x) for _ in range(world_size())]
-        tdist.all_gather(parts, x.contiguous())
-        return torch.cat(parts, dim=0)
-    from lightly.utils import dist as ldist
-
-    return torch.cat(ldist.gather(x), dim=0)
-
-
-def rank_offset(batch_size: int, enabled: bool = True) -> int:
-    """Index of this rank's first row in a :func:`gather_cat` result."""
-    if not enabled or world_size() == 1:
-        return 0
-    import torch.distributed as tdist
-
-    return tdist.get_rank() * batch_size
-
-
-def same_group_mask(query_groups: Tensor, key_groups: Tensor) -> Tensor:
-    """``(Nq, Nk)`` bool mask, True where query and key share a pseudo label.
-
-    MCL contrasts an anchor only against negatives of its own pseudo-label
-    group (features learned in earlier stages cannot separate those). The
-    positive pair always shares the group, so masking logits with
-    ``~same_group_mask`` to ``-inf`` removes exactly the other-group negatives.
-    """
-    return query_groups.reshape(-1, 1) == key_groups.reshape(1, -1)
-
+__all__ = ["matmul_logsumexp"]
 
 _NEG_INF = float("-inf")
 
@@ -332,13 +209,6 @@ class _MatmulLogSumExp(torch.autograd.Function):
         return grad_q, grad_k, None, None, None
 
 
-def _check_labels(name: str, x: Tensor | None, size: int) -> None:
-    if x is not None and tuple(x.shape) != (size,):
-        raise ValueError(
-            f"{name} must have shape ({size},) (one entry per row), got {tuple(x.shape)}"
-        )
-
-
 def matmul_logsumexp(
     q: Tensor,
     k: Tensor,
@@ -372,7 +242,8 @@ def matmul_logsumexp(
     Pairs can be dropped from every sum (each rule only where given):
 
     * ``groups=(q_groups (N,), k_groups (M,))``: keep ``(i, j)`` only if the
-      groups are equal (MCL's pseudo-label negatives, :func:`same_group_mask`);
+      groups are equal (MCL's pseudo-label negatives,
+      :func:`~lightly_mm_plugins.losses.same_group_mask`);
     * ``exclude=(q_ids (N,), k_ids (M,))``: drop ``(i, j)`` if the ids are equal;
     * ``exclude_span=(start (N,), width)``: drop columns ``start_i * width`` to
       ``start_i * width + width - 1`` of row ``i`` (e.g. the ``width`` locals of
@@ -414,12 +285,12 @@ def matmul_logsumexp(
     q_groups, k_groups = groups if groups is not None else (None, None)
     q_exclude, k_exclude = exclude if exclude is not None else (None, None)
     span_start, span_width = exclude_span if exclude_span is not None else (None, 0)
-    _check_labels("groups[0]", q_groups, n)
-    _check_labels("groups[1]", k_groups, m)
-    _check_labels("exclude[0]", q_exclude, n)
-    _check_labels("exclude[1]", k_exclude, m)
-    _check_labels("exclude_span[0]", span_start, n)
-    _check_labels("key_valid", key_valid, m)
+    check_labels("groups[0]", q_groups, n)
+    check_labels("groups[1]", k_groups, m)
+    check_labels("exclude[0]", q_exclude, n)
+    check_labels("exclude[1]", k_exclude, m)
+    check_labels("exclude_span[0]", span_start, n)
+    check_labels("key_valid", key_valid, m)
     if key_valid is not None and key_valid.dtype != torch.bool:
         raise ValueError(
             f"key_valid must be a bool tensor (True = real key), got {key_valid.dtype}"
@@ -446,123 +317,3 @@ def matmul_logsumexp(
         int(span_width),
     )
     return _MatmulLogSumExp.apply(q, k, chunk, columns, masks)  # type: ignore[no-any-return]
-
-
-def cross_modal_info_nce(
-    a: Tensor,
-    b: Tensor,
-    temperature: float = 0.07,
-    *,
-    gather_distributed: bool = False,
-    pseudo_labels: Tensor | None = None,
-    normalize: bool = True,
-    chunk_size: int | None = None,
-) -> Tensor:
-    """Symmetric cross-modal InfoNCE (CLIP, Radford et al. 2021, Eq. in Fig. 3).
-
-    With L2-normalised ``a_i``, ``b_j`` and logits ``s_ij = a_i . b_j / tau``::
-
-        L = 1/2 [ 1/N sum_i -log softmax_j(s_ij)[i]  +  1/N sum_j -log softmax_i(s_ij)[j] ]
-
-    Negatives come only from the *other* modality (unlike SimCLR's NT-Xent).
-    With ``gather_distributed`` the keys of all ranks are negatives. With
-    ``pseudo_labels`` ``(N,)`` keys of another pseudo-label group are masked.
-
-    ``chunk_size`` switches to the streaming form of the same loss,
-    ``-log softmax(s_i)[i] = lse_j(s_ij) - s_ii``: the log-sum-exps come from
-    :func:`matmul_logsumexp` in blocks of ``chunk_size`` rows (rows for
-    ``a -> b`` and, in the same pass, columns for ``b -> a``; with gathered
-    keys one row pass per direction), the positives ``s_ii`` from a row-wise
-    dot product. No ``(N, N)`` tensor is kept for the backward, so the extra
-    memory is ``O(chunk_size * N)``; the backward recomputes the blocks (one
-    more matmul). Same values and gradients as the dense path (to rounding).
-
-    Args:
-        a: ``(N, D)`` embeddings of modality A.
-        b: ``(N, D)`` embeddings of modality B, row i paired with ``a[i]``.
-        temperature: Softmax temperature ``tau`` (> 0).
-        gather_distributed: Contrast against the embeddings of all ranks.
-        pseudo_labels: Optional ``(N,)`` group ids restricting negatives.
-        normalize: L2-normalise inputs first.
-        chunk_size: ``None`` (default): dense ``(N, N)`` logits. An int: rows per
-            block of the streaming path (e.g. 1024; memory linear in ``N``).
-
-    Returns:
-        Scalar loss.
-    """
-    check_temperature(temperature)
-    chunk = check_chunk_size(chunk_size)
-    if a.dim() != 2 or b.dim() != 2 or a.shape != b.shape:
-        raise ValueError(
-            f"expected two (N, D) tensors of equal shape, got {tuple(a.shape)} and {tuple(b.shape)}"
-        )
-    n = a.shape[0]
-    _check_labels("pseudo_labels", pseudo_labels, n)
-    if n < 2 and not (gather_distributed and world_size() > 1):
-        raise ValueError(
-            f"cross_modal_info_nce needs at least 2 pairs (negatives), got N={n}; "
-            "use a larger batch (and drop_last=True)"
-        )
-    if pseudo_labels is not None and _one_group(pseudo_labels, gather_distributed):
-        pseudo_labels = None  # one group keeps every pair: no mask to build (MCL's stage 1)
-    if normalize:
-        a = F.normalize(a, dim=-1)
-        b = F.normalize(b, dim=-1)
-    if chunk is not None:
-        return _chunked_info_nce(a, b, temperature, chunk, gather_distributed, pseudo_labels)
-    a_all = gather_cat(a, gather_distributed)
-    b_all = gather_cat(b, gather_distributed)
-    offset = rank_offset(n, gather_distributed)
-    targets = torch.arange(n, device=a.device) + offset
-    # 1/tau scales the (N, D) operands, not the (N, N) logits.
-    logits_ab = (a / temperature) @ b_all.T
-    logits_ba = (b / temperature) @ a_all.T
-    if pseudo_labels is not None:
-        groups_all = gather_cat(pseudo_labels, gather_distributed)
-        keep = same_group_mask(pseudo_labels, groups_all)
-        logits_ab = logits_ab.masked_fill_(~keep, _NEG_INF)
-        logits_ba = logits_ba.masked_fill_(~keep, _NEG_INF)
-    return 0.5 * (F.cross_entropy(logits_ab, targets) + F.cross_entropy(logits_ba, targets))
-
-
-def _one_group(labels: Tensor, gather_distributed: bool) -> bool:
-    """Whether every pseudo label is the same, checked where that costs no device sync.
-
-    Only CPU labels of a single process are looked at (an accelerator would have to
-    wait for the device; gathered labels would need the other ranks'); elsewhere the
-    answer is False and the (then no-op) mask is built.
-    """
-    if labels.device.type != "cpu" or labels.numel() == 0:
-        return False
-    if gather_distributed and world_size() > 1:
-        return False
-    return bool((labels == labels.reshape(-1)[0]).all())
-
-
-def _chunked_info_nce(
-    a: Tensor,
-    b: Tensor,
-    temperature: float,
-    chunk: int,
-    gather_distributed: bool,
-    pseudo_labels: Tensor | None,
-) -> Tensor:
-    """The streaming path of :func:`cross_modal_info_nce` (``a``, ``b`` already normalised)."""
-    a_scaled = a / temperature
-    positive = (a_scaled * b).sum(dim=1)  # s_ii, the same logit in both directions
-    if not gather_distributed or world_size() == 1:
-        groups = None if pseudo_labels is None else (pseudo_labels, pseudo_labels)
-        row, col = matmul_logsumexp(a_scaled, b, chunk, columns=True, groups=groups)
-        return 0.5 * ((row - positive).mean() + (col - positive).mean())
-    # Keys of all ranks: s = a @ b_all.T has this rank's rows only, so its columns are
-    # not the b -> a_all direction; one row pass per direction.
-    a_all = gather_cat(a, gather_distributed)
-    b_all = gather_cat(b, gather_distributed)
-    groups_ab = groups_ba = None
-    if pseudo_labels is not None:
-        groups_all = gather_cat(pseudo_labels, gather_distributed)
-        groups_ab = groups_ba = (pseudo_labels, groups_all)
-    row_ab = matmul_logsumexp(a_scaled, b_all, chunk, groups=groups_ab)
-    row_ba = matmul_logsumexp(b / temperature, a_all, chunk, groups=groups_ba)
-    assert isinstance(row_ab, Tensor) and isinstance(row_ba, Tensor)
-    return 0.5 * ((row_ab - positive).mean() + (row_ba - positive).mean())
