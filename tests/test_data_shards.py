@@ -190,6 +190,8 @@ def test_coco_folder_of_photos_and_its_shards_train_from_the_command_line(tmp_pa
 
 
 @pytest.mark.slow
+# The run shows no Lightning warning about the shard loader's length (it is exact).
+@pytest.mark.filterwarnings("error:Your `IterableDataset` has `__len__`:UserWarning")
 @pytest.mark.parametrize("layout", ["file", "shards"])
 def test_killed_run_on_photos_with_a_loader_worker_resumes_to_the_same_weights(tmp_path, layout):
     """Exact mid-epoch resume with decoding in a worker process, for files and shards."""

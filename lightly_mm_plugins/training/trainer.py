@@ -141,6 +141,10 @@ LIGHTNING_NOISE = (
     # The frozen text encoder (its weights never change) and the finished stages'
     # snapshots are in eval mode on purpose: dropout stays off in what is frozen.
     (UserWarning, r"Found \d+ module\(s\) in eval mode at the start of training"),
+    # WebDataset shards: the loader splits shards by rank and worker itself and every
+    # worker yields the same number of full batches, so the length it reports is exact
+    # (tests/test_data_shards.py); Lightning cannot see that and warns with workers.
+    (UserWarning, r"Your `IterableDataset` has `__len__` defined"),
 )
 
 
