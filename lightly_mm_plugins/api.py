@@ -79,6 +79,16 @@ class DistributedKind(str, enum.Enum):
     GATHER_FOR_NEGATIVES = "gather_for_negatives"
     GLOBAL_STATISTIC = "global_statistic"
 
+    @classmethod
+    def of_gather(cls, gather_distributed: bool) -> DistributedKind:
+        """The kind of an objective with a ``gather_distributed`` switch (lightly's habit).
+
+        Example:
+            >>> DistributedKind.of_gather(True).value
+            'gather_for_negatives'
+        """
+        return cls.GATHER_FOR_NEGATIVES if gather_distributed else cls.RANK_LOCAL
+
 
 @dataclass
 class Sample:

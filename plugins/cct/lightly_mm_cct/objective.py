@@ -165,11 +165,7 @@ class CCTObjective(Objective):
             momentum=self.queue_size > 0,
             momentum_decay=self.momentum,
             pseudo_labels=True,
-            distributed=(
-                DistributedKind.GATHER_FOR_NEGATIVES
-                if gather_distributed
-                else DistributedKind.RANK_LOCAL
-            ),
+            distributed=DistributedKind.of_gather(gather_distributed),
         )
         self.heads = modality_heads(
             {m: self.embedding_dims[m] for m in self.modalities},

@@ -174,11 +174,7 @@ class TCLObjective(Objective):
             momentum_decay=self.momentum,
             local_features=local_weight > 0,
             pseudo_labels=True,
-            distributed=(
-                DistributedKind.GATHER_FOR_NEGATIVES
-                if gather_distributed
-                else DistributedKind.RANK_LOCAL
-            ),
+            distributed=DistributedKind.of_gather(gather_distributed),
         )
 
         self.heads = modality_heads(
