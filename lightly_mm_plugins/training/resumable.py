@@ -28,6 +28,29 @@ from torch.utils.data import DataLoader, Sampler
 from ..errors import CheckpointError
 
 
+def loader_state(loader: Any, done: int) -> dict[str, int]:
+    """What a resumable loader saves: its epoch, the batches taken, the epoch's length."""
+    return {"epoch": int(loader.epoch), "batches_done": int(done), "num_batches": len(loader)}
+
+
+def batches_done(loader: Any, state: dict[str, Any], settings: str) -> int:
+    """The batches of ``loader``'s epoch that ``state`` says were taken, checked against it.
+
+    Raises :class:`CheckpointError` naming ``settings`` (what must match) when the
+    saved epoch or its length differ from the loader's, or the position lies outside it.
+    """
+    epoch, done = int(state["epoch"]), int(state["batches_done"])
+    total = int(state.get("num_batches", len(loader)))
+    if epoch != loader.epoch or total != len(loader) or not 0 <= done <= total:
+        raise CheckpointError(
+            f"the checkpoint stopped after batch {done} of {total} of epoch {epoch}, but "
+            f"this run's epoch {loader.epoch} has {len(loader)} batches: {settings} differ "
+            "from the run that wrote it; resume with the same settings, or start a new run "
+            "(another --out)"
+        )
+    return done
+
+
 class SkipBatches(Sampler[list[int]]):
     """A batch sampler that leaves out the first :attr:`skip` batches of ``inner``.
 
@@ -85,19 +108,12 @@ class ResumableDataLoader(DataLoader):
 
     def state_dict(self) -> dict[str, int]:
         done = self.progress() if self.progress is not None else self.skipper.position
-        return {"epoch": int(self.epoch), "batches_done": int(done), "num_batches": len(self)}
+        return loader_state(self, done)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        epoch, done = int(state["epoch"]), int(state["batches_done"])
-        total = int(state.get("num_batches", len(self)))
-        if epoch != self.epoch or total != len(self) or not 0 <= done <= total:
-            raise CheckpointError(
-                f"the checkpoint stopped after batch {done} of {total} of epoch {epoch}, but "
-                f"this run's epoch {self.epoch} has {len(self)} batches: the data, "
-                "--batch-size, --devices or --limit-train-samples differ from the run that "
-                "wrote it; resume with the same settings, or start a new run (another --out)"
-            )
-        self.skipper.skip = done
+        self.skipper.skip = batches_done(
+            self, state, "the data, --batch-size, --devices or --limit-train-samples"
+        )
 
 
 class ResumableShardLoader(DataLoader):
@@ -119,17 +135,9 @@ class ResumableShardLoader(DataLoader):
         self.batches, self.epoch, self.progress = batches, epoch, progress
 
     def state_dict(self) -> dict[str, int]:
-        done = self.progress() if self.progress is not None else 0
-        return {"epoch": int(self.epoch), "batches_done": int(done), "num_batches": len(self)}
+        return loader_state(self, self.progress() if self.progress is not None else 0)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        epoch, done = int(state["epoch"]), int(state["batches_done"])
-        total = int(state.get("num_batches", len(self)))
-        if epoch != self.epoch or total != len(self) or not 0 <= done <= total:
-            raise CheckpointError(
-                f"the checkpoint stopped after batch {done} of {total} of epoch {epoch}, but "
-                f"this run's epoch {self.epoch} has {len(self)} batches: the shards, "
-                "--batch-size, --devices or --num-workers differ from the run that wrote it; "
-                "resume with the same settings, or start a new run (another --out)"
-            )
-        self.batches.skip_batches = done
+        self.batches.skip_batches = batches_done(
+            self, state, "the shards, --batch-size, --devices or --num-workers"
+        )
