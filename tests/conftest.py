@@ -20,3 +20,15 @@ def fake_plugin_path(monkeypatch: pytest.MonkeyPatch) -> Path:
         if name.startswith("lmm_"):
             del sys.modules[name]
     return FAKE_PLUGINS
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of training runs: the 2-core CI box is shared,
+    and intra-op threads only oversubscribe it (use with ``pytest.mark.usefixtures``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -24,14 +24,8 @@ from lightly_mm_plugins.training.checkpointing import (
     remove_stale_tmp_files,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Two shared CPU cores: intra-op threads only oversubscribe them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# One intra-op thread per test module (conftest.one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(out: Path, **overrides) -> TrainConfig:

@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from lightly_mm_plugins.cli import main as cli_main
@@ -20,12 +19,8 @@ TINY = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# One intra-op thread per test module (conftest.one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run_cli(*argv: str) -> tuple[int, str, str]:

@@ -16,14 +16,8 @@ from lightly_mm_plugins.encoders import DEFAULT_ENCODERS, ENCODER_NAMES, build_e
 from lightly_mm_plugins.encoders.image import IMAGE_ENCODERS
 from lightly_mm_plugins.encoders.text import default_model_path
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the 2-core CI box is shared, oversubscription is slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# One intra-op thread per test module (conftest.one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class _NoNetwork:

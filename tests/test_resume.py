@@ -22,13 +22,8 @@ from lightly_mm_plugins.training.checkpointing import load_checkpoint_file
 BATCHES_PER_EPOCH = 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Two shared CPU cores: intra-op threads only oversubscribe them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# One intra-op thread per test module (conftest.one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(out: Path, method: str = "clip", **overrides) -> TrainConfig:

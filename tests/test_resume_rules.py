@@ -16,7 +16,6 @@ import warnings
 from pathlib import Path
 
 import pytest
-import torch
 
 from lightly_mm_plugins.errors import CheckpointError, ConfigError, ResumeMismatchError
 from lightly_mm_plugins.training import TrainConfig, train
@@ -24,13 +23,8 @@ from lightly_mm_plugins.training.checkpointing import load_checkpoint_file
 from lightly_mm_plugins.training.config import resume_differences
 from lightly_mm_plugins.training.validation import validate_values
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# One intra-op thread per test module (conftest.one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(out: Path, **overrides) -> TrainConfig:

@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from lightly_mm_plugins.cli import main as cli_main
 from lightly_mm_plugins.errors import ConfigError
@@ -31,13 +30,8 @@ from lightly_mm_plugins.training.outdir import (
     claim_run_folder,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# One intra-op thread per test module (conftest.one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(out: Path, **overrides) -> TrainConfig:
