@@ -314,6 +314,39 @@ class ImageFileLoader:
                 return candidate, tried
         return None, [self.roots[i] / p for i in range(len(self.roots))]
 
+    def locate(self, name: str | Path, source: object) -> Path:
+        """The file of image ``name``; :class:`BadRecordError` naming every path tried.
+
+        ``source`` (the record's file:line, e.g. a lazy :class:`Where`) is turned into
+        text only for the error message.
+        """
+        path, tried = self.resolve(name)
+        if path is None:
+            where = str(source)
+            looked = ", ".join(repr(str(t)) for t in tried)
+            raise BadRecordError(
+                f"{where}: missing image: image file {str(name)!r} not found (looked at "
+                f"{looked}); {self.hint}, or fix the record",
+                where,
+                "missing image",
+            )
+        return path
+
+    @staticmethod
+    def decode(path: Path, source: object) -> Any:
+        """The decoded image at ``path``; :class:`BadRecordError` (naming ``source``) when
+        it does not decode."""
+        try:
+            return open_image(path)
+        except Exception as exc:
+            where = str(source)
+            raise BadRecordError(
+                f"{where}: unreadable image: {str(path)!r} cannot be decoded "
+                f"({type(exc).__name__}: {exc}); replace the file or remove its record",
+                where,
+                "unreadable image",
+            ) from exc
+
     def __call__(self, sample: Sample) -> Sample:
         images = []
         source = sample.extras.get("source", "?")  # a Where: located only for an error
@@ -321,25 +354,6 @@ class ImageFileLoader:
             if not isinstance(name, (str, Path)):  # already an image
                 images.append(name)
                 continue
-            path, tried = self.resolve(name)
-            if path is None:
-                where = str(source)
-                looked = ", ".join(repr(str(t)) for t in tried)
-                raise BadRecordError(
-                    f"{where}: missing image: image file {str(name)!r} not found (looked at "
-                    f"{looked}); {self.hint}, or fix the record",
-                    where,
-                    "missing image",
-                )
-            try:
-                images.append(open_image(path))
-            except Exception as exc:
-                where = str(source)
-                raise BadRecordError(
-                    f"{where}: unreadable image: {str(path)!r} cannot be decoded "
-                    f"({type(exc).__name__}: {exc}); replace the file or remove its record",
-                    where,
-                    "unreadable image",
-                ) from exc
+            images.append(self.decode(self.locate(name, source), source))
         observations = {**sample.observations, self.modality: images}
         return Sample(sample.instance_id, observations, sample.label, dict(sample.extras))

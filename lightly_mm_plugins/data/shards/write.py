@@ -52,7 +52,7 @@ def write_shards(
     import webdataset as wds
     from PIL import Image
 
-    from ..records import BadRecordError, open_image
+    from ..records import BadRecordError
 
     if shard_size < 1:
         raise DataError(f"shard size must be >= 1, got {shard_size}")
@@ -71,34 +71,14 @@ def write_shards(
         sample = table[i]
         where = sample.extras["source"]
         name = table.image_name(i)
-        path, tried = loader.resolve(name)
         try:
-            if path is None:
-                looked = ", ".join(repr(str(t)) for t in tried)
-                raise BadRecordError(
-                    f"{where}: missing image: image file {name!r} not found (looked at "
-                    f"{looked}); pass --image-root DIR",
-                    where,
-                    "missing image",
-                )
-            open_image(path)  # decodes: a broken file never goes into a shard
+            path = loader.locate(name, where)
+            loader.decode(path, where)  # a broken file never goes into a shard
         except BadRecordError as exc:
             if on_error != "skip":
                 raise
             skipped.append(str(exc).split("; ", 1)[0])
             continue
-        except Exception as exc:
-            err = BadRecordError(
-                f"{where}: unreadable image: {str(path)!r} cannot be decoded "
-                f"({type(exc).__name__}: {exc}); replace the file or remove its record",
-                where,
-                "unreadable image",
-            )
-            if on_error != "skip":
-                raise err from exc
-            skipped.append(str(err).split("; ", 1)[0])
-            continue
-        assert path is not None
         ext = _COPY_SUFFIX.get(path.suffix.lower())
         if ext is not None:
             data = path.read_bytes()
